@@ -1,0 +1,200 @@
+// The firmware build recipe of ESPRUINO.md: TypeScript 5.9 to ES5, rollup with freeze off,
+// terser with ecma 5 and hoist_funs, then no array hole left. Used by `npm run build` and by
+// `espfleet build`.
+import { rollup } from 'rollup';
+import typescript from '@rollup/plugin-typescript';
+import terser from '@rollup/plugin-terser';
+import { mkdirSync, readFileSync, readdirSync, writeFileSync, existsSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
+import { join, relative } from 'node:path';
+
+const BOARD_MODULE = 'espfleet:board';
+const LIB_MODULE = 'espfleet:lib';
+
+/** Terser settings shared by every firmware artefact (what ships is what the tests load). */
+export const terserOptions = {
+  ecma: 5,
+  compress: { hoist_funs: true, passes: 2, unsafe_arrows: false, arrows: false, keep_fargs: true },
+  // Private members are `_name` (STYLE.md): shorten them. `__proto__`/`__esModule` keep their names.
+  mangle: { properties: { regex: /^_[a-zA-Z0-9]/ } },
+  format: { comments: false, ascii_only: false },
+};
+
+function boardPlugin(profile, fw) {
+  const hasWifi = profile.modules.includes('Wifi');
+  const hasCrypto = profile.modules.includes('crypto');
+  const code =
+    `export var BOARD = ${JSON.stringify(profile.name)};\n` +
+    `export var FW = ${JSON.stringify(fw)};\n` +
+    `export var HAS_WIFI = ${hasWifi};\n` +
+    `export var HAS_CRYPTO = ${hasCrypto};\n` +
+    `export var VARS = ${profile.vars};\n` +
+    `export var LINUX = ${profile.port === 'LINUX'};\n`;
+  return {
+    name: 'espfleet-board',
+    resolveId(id) {
+      return id === BOARD_MODULE ? '\0' + BOARD_MODULE : null;
+    },
+    load(id) {
+      return id === '\0' + BOARD_MODULE ? code : null;
+    },
+  };
+}
+
+/** The library entry: every firmware core/wire/protocol module as a namespace keyed by camelCase file name. */
+function libPlugin(root) {
+  return {
+    name: 'espfleet-lib',
+    resolveId(id) {
+      return id === LIB_MODULE ? '\0' + LIB_MODULE : null;
+    },
+    load(id) {
+      if (id !== '\0' + LIB_MODULE) return null;
+      const lines = [];
+      const names = [];
+      for (const dir of ['core', 'wire', 'protocols']) {
+        const abs = join(root, 'firmware', dir);
+        if (!existsSync(abs)) continue;
+        for (const f of readdirSync(abs).sort()) {
+          if (!f.endsWith('.ts') || f.endsWith('.d.ts')) continue;
+          const name = f.slice(0, -3).replace(/-([a-z0-9])/g, (_, c) => c.toUpperCase());
+          lines.push(`import * as ${name} from ${JSON.stringify(join(abs, f))};`);
+          names.push(name);
+        }
+      }
+      lines.push(`export { ${names.join(', ')} };`);
+      return lines.join('\n');
+    },
+  };
+}
+
+/** Rewrites array holes (`[a,,b]`): the interpreter rejects them in code it parses but skips. */
+export function fillArrayHoles(code) {
+  let out = code;
+  for (let i = 0; i < 10; i++) {
+    const next = out.replace(/\[,/g, '[void 0,').replace(/,,(?=[^"'`]*)/g, (m, off, s) => (inArray(s, off) ? ',void 0,' : m));
+    if (next === out) break;
+    out = next;
+  }
+  return out;
+}
+
+// A `,,` is a hole only inside an array literal and outside strings; the minifier emits strings
+// with `"`, so count quotes and brackets up to the offset. Cheap enough for bundles of tens of KB.
+function inArray(s, off) {
+  let depth = [];
+  let q = null;
+  for (let i = 0; i < off; i++) {
+    const c = s[i];
+    if (q) {
+      if (c === '\\') i++;
+      else if (c === q) q = null;
+      continue;
+    }
+    if (c === '"' || c === "'" || c === '`') q = c;
+    else if (c === '[' || c === '(' || c === '{') depth.push(c);
+    else if (c === ']' || c === ')' || c === '}') depth.pop();
+  }
+  return !q && depth[depth.length - 1] === '[';
+}
+
+function tsPlugin(root, tsconfig) {
+  return typescript({
+    tsconfig,
+    compilerOptions: { noEmit: false, sourceMap: false, declaration: false, noEmitOnError: true, outDir: undefined },
+    include: [join(root, 'firmware', '**', '*.ts'), join(root, 'boards', 'espruino', '**', '*.ts')],
+    noForceEmit: false,
+  });
+}
+
+async function bundle({ input, plugins, name }) {
+  const warnings = [];
+  const b = await rollup({
+    input,
+    plugins,
+    onwarn(w) {
+      warnings.push(w);
+    },
+    treeshake: { moduleSideEffects: false },
+  });
+  const { output } = await b.generate({
+    format: 'iife',
+    name,
+    freeze: false,
+    generatedCode: { preset: 'es5', symbols: false },
+    esModule: false,
+    plugins: [terser(terserOptions)],
+  });
+  await b.close();
+  const errs = warnings.filter((w) => w.plugin === 'typescript');
+  if (errs.length) throw new Error(errs.map((w) => w.message).join('\n'));
+  return fillArrayHoles(output[0].code);
+}
+
+export function loadProfiles(root) {
+  const dir = join(root, 'boards');
+  return readdirSync(dir)
+    .filter((f) => f.endsWith('.json'))
+    .sort()
+    .map((f) => JSON.parse(readFileSync(join(dir, f), 'utf8')));
+}
+
+/**
+ * Builds dist/firmware/<board>.js for each profile (or the named ones), dist/firmware/lib.js and
+ * dist/firmware/report.json. Returns the report.
+ */
+export async function buildFirmware({ root, boards = null, log = () => {} }) {
+  const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
+  const fw = pkg.version;
+  const profiles = loadProfiles(root);
+  const names = profiles.map((p) => p.name);
+  for (const b of boards || []) {
+    if (!names.includes(b)) throw new Error(`unknown board '${b}' (known: ${names.join(', ')})`);
+  }
+  const out = join(root, 'dist', 'firmware');
+  mkdirSync(out, { recursive: true });
+  const tsconfig = join(root, 'boards', 'espruino', 'tsconfig.json');
+  const report = { fw, at: new Date().toISOString(), boards: [] };
+  for (const profile of profiles) {
+    if (boards && !boards.includes(profile.name)) continue;
+    const code = await bundle({
+      input: join(root, 'boards', 'espruino', 'main.ts'),
+      plugins: [boardPlugin(profile, fw), tsPlugin(root, tsconfig)],
+      name: undefined,
+    });
+    const file = join(out, `${profile.name}.js`);
+    writeFileSync(file, code);
+    const bytes = Buffer.byteLength(code, 'latin1');
+    const gzipBytes = gzipSync(code).length;
+    // ESPRUINO.md: a 10 KB bundle run from Storage costs about 642 vars.
+    const codeVarsFromStorage = Math.ceil((bytes / 10240) * 642);
+    const entry = {
+      board: profile.name,
+      file: relative(root, file),
+      bytes,
+      gzipBytes,
+      bundleBytesMax: profile.budget.bundleBytesMax,
+      codeVarsFromStorage,
+      vars: profile.vars,
+      varsAtRestMax: profile.budget.varsAtRestMax,
+      withinBudget: bytes <= profile.budget.bundleBytesMax && codeVarsFromStorage <= profile.budget.varsAtRestMax,
+    };
+    report.boards.push(entry);
+    log(
+      `  ${profile.name.padEnd(8)} ${String(bytes).padStart(7)} B (gzip ${String(gzipBytes).padStart(6)} B) of ${profile.budget.bundleBytesMax} B budget; ` +
+        `~${codeVarsFromStorage} vars of code from Storage of ${profile.vars} (at-rest budget ${profile.budget.varsAtRestMax})` +
+        (entry.withinBudget ? '' : '  OVER BUDGET'),
+    );
+  }
+  if (!boards) {
+    const lib = await bundle({
+      input: LIB_MODULE,
+      plugins: [libPlugin(root), tsPlugin(root, join(root, 'firmware', 'tsconfig.json'))],
+      name: 'ESPFLEET_LIB',
+    });
+    writeFileSync(join(out, 'lib.js'), lib);
+    log(`  lib      ${String(lib.length).padStart(7)} B (every firmware core, for the tests)`);
+  }
+  writeFileSync(join(out, 'report.json'), JSON.stringify(report, null, 2) + '\n');
+  return report;
+}
