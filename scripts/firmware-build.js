@@ -7,6 +7,7 @@ import terser from '@rollup/plugin-terser';
 import { mkdirSync, readFileSync, readdirSync, writeFileSync, existsSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { join, relative } from 'node:path';
+import { checkBundle, formatViolations } from './bundle-gate.js';
 
 const BOARD_MODULE = 'espfleet:board';
 const LIB_MODULE = 'espfleet:lib';
@@ -23,11 +24,13 @@ export const terserOptions = {
 function boardPlugin(profile, fw) {
   const hasWifi = profile.modules.includes('Wifi');
   const hasCrypto = profile.modules.includes('crypto');
+  const hasTelnet = profile.modules.includes('TelnetServer');
   const code =
     `export var BOARD = ${JSON.stringify(profile.name)};\n` +
     `export var FW = ${JSON.stringify(fw)};\n` +
     `export var HAS_WIFI = ${hasWifi};\n` +
     `export var HAS_CRYPTO = ${hasCrypto};\n` +
+    `export var HAS_TELNET = ${hasTelnet};\n` +
     `export var VARS = ${profile.vars};\n` +
     `export var LINUX = ${profile.port === 'LINUX'};\n`;
   return {
@@ -163,6 +166,10 @@ export async function buildFirmware({ root, boards = null, log = () => {} }) {
       name: undefined,
     });
     const file = join(out, `${profile.name}.js`);
+    const violations = checkBundle(code, { modules: profile.modules });
+    if (violations.length) {
+      throw new Error(`${profile.name} bundle holds constructs Espruino cannot run:\n` + formatViolations(`${profile.name}.js`, violations));
+    }
     writeFileSync(file, code);
     const bytes = Buffer.byteLength(code, 'latin1');
     const gzipBytes = gzipSync(code).length;
@@ -192,8 +199,12 @@ export async function buildFirmware({ root, boards = null, log = () => {} }) {
       plugins: [libPlugin(root), tsPlugin(root, join(root, 'firmware', 'tsconfig.json'))],
       name: 'ESPFLEET_LIB',
     });
-    writeFileSync(join(out, 'lib.js'), lib);
-    log(`  lib      ${String(lib.length).padStart(7)} B (every firmware core, for the tests)`);
+    // Rollup builds namespace objects as {__proto__:null, …}; the library only needs plain ones.
+    const libCode = lib.split('{__proto__:null,').join('{');
+    const libViolations = checkBundle(libCode);
+    if (libViolations.length) throw new Error('lib bundle holds constructs Espruino cannot run:\n' + formatViolations('lib.js', libViolations));
+    writeFileSync(join(out, 'lib.js'), libCode);
+    log(`  lib      ${String(libCode.length).padStart(7)} B (every firmware core, for the tests)`);
   }
   writeFileSync(join(out, 'report.json'), JSON.stringify(report, null, 2) + '\n');
   return report;

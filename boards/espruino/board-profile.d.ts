@@ -4,6 +4,7 @@ declare module 'espfleet:board' {
   export var FW: string;
   export var HAS_WIFI: boolean;
   export var HAS_CRYPTO: boolean;
+  export var HAS_TELNET: boolean;
   export var VARS: number;
   export var LINUX: boolean;
 }

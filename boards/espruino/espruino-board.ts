@@ -3,7 +3,7 @@
  * (ESPRUINO.md). The only file of the bundle that touches the interpreter directly.
  */
 import { Board, BoardMemory, BoardStorage, BoardWifi, TcpHandler, TcpSocket, UdpHandler, UdpSocket } from '../../firmware/board.js';
-import { BOARD, FW, HAS_CRYPTO, HAS_WIFI } from 'espfleet:board';
+import { BOARD, FW, HAS_CRYPTO, HAS_TELNET, HAS_WIFI } from 'espfleet:board';
 
 class EspruinoStorageAdapter implements BoardStorage {
   _s: EspruinoStorage;
@@ -224,11 +224,8 @@ export class EspruinoBoard implements Board {
     digitalWrite(pin, value);
   }
   lockConsole(password: string | null): void {
-    try {
-      require('TelnetServer').setOptions({ mode: 'off' });
-    } catch (e) {
-      // No TelnetServer module on this port (Linux): nothing listens on telnet.
-    }
+    // Ports without the TelnetServer module (Linux) have no telnet console to switch off.
+    if (HAS_TELNET) require('TelnetServer').setOptions({ mode: 'off' });
     if (password) {
       E.setPassword(password);
       E.lockConsole();
