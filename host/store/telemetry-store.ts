@@ -445,7 +445,7 @@ export class TelemetryStore {
     const n = this._pruneRowsMax;
     const delBatch = this._db.transaction((d: string, ts: number, seq: number) => del.run({ d, ts, seq, n }).changes);
     let device = nextDevice.get('') as string | null;
-    while (device !== null && !this._closed) {
+    while (device !== null) {
       result.devices++;
       // Everything strictly before (bTs, bSeq) in (ts, seq) order goes. Both rules delete a
       // prefix of that order, so the bound is the later of the two prefixes' ends.
@@ -467,11 +467,12 @@ export class TelemetryStore {
           result.deleted += k;
           // BETWEEN transactions: let queued appends commit before the next delete.
           await yieldTurn();
-          if (this._closed || k < n) break;
+          if (this._closed || !this._db.open || k < n) break;
         }
       } else if ((result.devices & 63) === 0) {
         await yieldTurn();
       }
+      if (this._closed || !this._db.open) break;
       device = nextDevice.get(device) as string | null;
     }
     return result;
