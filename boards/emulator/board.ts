@@ -63,7 +63,7 @@ export class EmulatedBoard {
   private context: vm.Context | null = null;
   private skip: WeakSet<object> = new WeakSet();
   private initialGlobals = new Set<string>();
-  private timers = new Map<number, { handle: NodeJS.Timeout; interval: number | null; fn: () => void }>();
+  private timers = new Map<number, { handle: NodeJS.Timeout; interval: number | null; fn: () => void; due: number }>();
   private nextTimerId = 1;
   private readonly sockets = new Set<{ destroy(): void }>();
   private link = true;
@@ -219,14 +219,26 @@ export class EmulatedBoard {
     if (typeof fn !== 'function') throw new Error('setTimeout: first argument must be a function');
     const delay = Math.max(0, Number(ms) || 0);
     const id = this.nextTimerId++;
+    const clock = this.clock;
+    // Timers fire at their virtual deadline, never before it (a real timer may wake a little
+    // early, which at speed 1000 would be a virtual second); intervals keep their phase.
+    const timer = { handle: null as unknown as NodeJS.Timeout, interval: interval ? Math.max(1, delay) : null, fn: fn as () => void, due: clock.now() + delay };
     const run = (): void => {
-      const t = this.timers.get(id);
-      if (!t) return;
-      if (t.interval === null) this.timers.delete(id);
-      else t.handle = setTimeout(run, this.clock.realDelay(t.interval));
-      this.guard(fn as () => void);
+      if (this.timers.get(id) !== timer) return;
+      const early = timer.due - clock.now();
+      if (early > 0) {
+        timer.handle = setTimeout(run, clock.realDelay(early));
+        return;
+      }
+      if (timer.interval === null) this.timers.delete(id);
+      else {
+        timer.due += timer.interval;
+        timer.handle = setTimeout(run, clock.realDelay(timer.due - clock.now()));
+      }
+      this.guard(timer.fn);
     };
-    this.timers.set(id, { handle: setTimeout(run, this.clock.realDelay(delay)), interval: interval ? Math.max(1, delay) : null, fn: fn as () => void });
+    timer.handle = setTimeout(run, clock.realDelay(delay));
+    this.timers.set(id, timer);
     return id;
   }
 
@@ -300,10 +312,7 @@ export class EmulatedBoard {
         const t = board.timers.get(Number(id));
         if (!t || t.interval === null) return;
         t.interval = Math.max(1, Number(ms) || 1);
-        clearTimeout(t.handle);
-        const fn = t.fn;
-        board.clearTimer(id);
-        board.timers.set(Number(id), { handle: setTimeout(() => board.guard(fn), clock.realDelay(t.interval)), interval: t.interval, fn });
+        t.due = clock.now() + t.interval;
       },
       analogRead: (pin: unknown) => board.readPin(String(pin)),
       digitalWrite: (pin: unknown, v: unknown) => {
