@@ -420,6 +420,7 @@ export class TelemetryStore {
    */
   prune(policy: RetentionPolicy, nowMs: number): Promise<PruneResult> {
     if (this._pruning) return this._pruning;
+    if (this._closed) return Promise.reject(new StoreError('closed', 'telemetry store is closed'));
     const run = this._prune(policy, nowMs).finally(() => {
       this._pruning = null;
     });
