@@ -18,7 +18,7 @@ export const terserOptions = {
   compress: { hoist_funs: true, passes: 2, unsafe_arrows: false, arrows: false, keep_fargs: true },
   // Private members are `_name` (STYLE.md): shorten them. `__proto__`/`__esModule` keep their names.
   mangle: { properties: { regex: /^_[a-zA-Z0-9]/ } },
-  format: { comments: false, ascii_only: false },
+  format: { comments: false, ascii_only: true },
 };
 
 function boardPlugin(profile, fw) {

@@ -87,7 +87,8 @@ export class EmulatedBoard {
   /** Writes the bundle as boot code and, if given, the device config, as `espfleet flash` does. */
   flash(bundle: string, config?: object): void {
     this.storage.write('.bootcde', bundle);
-    if (config) this.storage.write('espfleet.json', JSON.stringify(config));
+    // The flash tool writes the config's JSON text as UTF-8 bytes, as a file on the device holds it.
+    if (config) this.storage.write('espfleet.json', Buffer.from(JSON.stringify(config), 'utf8').toString('latin1'));
   }
 
   /** Powers the board on: a fresh interpreter runs `.bootcde` from Storage. */
