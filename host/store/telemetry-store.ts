@@ -198,6 +198,12 @@ export class TelemetryStore {
     const waiters = this._w;
     const n = recs.length;
     if (n === 0) return;
+    // Inside a caller's open transaction our commit would only be a savepoint, not durable:
+    // wait for a turn where the connection is idle.
+    if (this._db.inTransaction) {
+      this._schedule();
+      return;
+    }
     this._q = [];
     this._w = [];
     const dups: boolean[] = new Array(n);
@@ -233,6 +239,9 @@ export class TelemetryStore {
    */
   appendBatch(recs: readonly unknown[]): BatchResult {
     if (this._closed) throw new StoreError('closed', 'telemetry store is closed');
+    if (this._db.inTransaction) {
+      throw new Error('appendBatch inside an open transaction would not be durable when it returns');
+    }
     if (recs.length > this._importRowsMax) {
       throw new RangeError(`appendBatch of ${recs.length} rows exceeds importRowsMax ${this._importRowsMax}`);
     }
@@ -391,10 +400,7 @@ export class TelemetryStore {
       .iterate(device, from, to) as IterableIterator<[number, number | null]>;
     let start = first;
     for (const [end, nxt] of it) {
-      if (ranges.length >= rangesMax) {
-        it.return?.();
-        return { ranges, truncated: true };
-      }
+      if (ranges.length >= rangesMax) return { ranges, truncated: true };
       ranges.push([start, end]);
       if (nxt === null) break;
       start = nxt;
@@ -494,7 +500,7 @@ export class TelemetryStore {
   }
 
   private _limit(limit: number | undefined): number {
-    if (limit === undefined) return this._queryRowsMax;
+    if (limit === undefined || Number.isNaN(limit)) return this._queryRowsMax;
     return Math.max(0, Math.min(Math.floor(limit), this._queryRowsMax));
   }
 }

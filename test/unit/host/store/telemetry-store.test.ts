@@ -146,6 +146,24 @@ describe('group commit', () => {
     await expect(store.append(rec('a', 1))).resolves.toEqual({ dup: false });
   });
 
+  it('never counts a savepoint inside a caller\'s transaction as a durable commit', async () => {
+    make({ batchRowsMax: 2 });
+    const reader = new Database(path, { readonly: true });
+    extra.push(reader);
+    let p: Promise<unknown> = Promise.resolve();
+    let settled = false;
+    open.db.transaction(() => {
+      p = Promise.all([store.append(rec('a', 1)), store.append(rec('a', 2))]).then(() => (settled = true));
+      store.flush();
+      expect(() => store.appendBatch([rec('a', 3)])).toThrow(/not be durable/);
+    })();
+    expect(store.stats()).toMatchObject({ commits: 0, pending: 2 });
+    await p;
+    expect(settled).toBe(true);
+    expect(store.stats().commits).toBe(1);
+    expect(reader.prepare('SELECT COUNT(*) FROM telemetry').pluck().get()).toBe(2);
+  });
+
   it('close() writes what is pending and refuses later appends', async () => {
     make();
     const p = store.append(rec('a', 1));
