@@ -206,6 +206,19 @@ export async function buildFirmware({ root, boards = null, log = () => {} }) {
     writeFileSync(join(out, 'lib.js'), libCode);
     log(`  lib      ${String(libCode.length).padStart(7)} B (every firmware core, for the tests)`);
   }
+  const benchEntry = join(root, 'boards', 'espruino', 'bench.ts');
+  if (!boards && existsSync(benchEntry)) {
+    // The device benchmark: the same codec, session and outbox, the same minifier settings.
+    const bench = await bundle({
+      input: benchEntry,
+      plugins: [boardPlugin(profiles.find((p) => p.name === 'esp32'), fw), tsPlugin(root, tsconfig)],
+      name: undefined,
+    });
+    const benchViolations = checkBundle(bench);
+    if (benchViolations.length) throw new Error('bench bundle holds constructs Espruino cannot run:\n' + formatViolations('bench.js', benchViolations));
+    writeFileSync(join(out, 'bench.js'), bench);
+    log(`  bench    ${String(bench.length).padStart(7)} B (device benchmark: run it on any Espruino)`);
+  }
   writeFileSync(join(out, 'report.json'), JSON.stringify(report, null, 2) + '\n');
   return report;
 }

@@ -67,18 +67,25 @@ export class EmuStorage {
     return Math.max(0, this.capacityBytes - this.used());
   }
 
-  private persist(name: string, data: string): void {
+  /**
+   * Writes the file's new contents. `at` and `len` say which bytes this call wrote (the whole
+   * file for a plain write): a torn write lands only the first `bytes` of those.
+   */
+  private persist(name: string, data: string, at = 0, len = data.length): void {
     const file = join(this.dir, encodeName(name));
     const torn = this.tornWrite;
     if (torn && (torn.name === undefined || torn.name === name)) {
       this.tornWrite = null;
-      const part = data.slice(0, Math.max(0, Math.min(torn.bytes, data.length)));
+      const old = this.files.get(name);
+      const keep = Math.max(0, Math.min(torn.bytes, len));
+      // A plain write erases then writes: the torn file is the landed prefix. An offset write
+      // programs bytes in place: the rest of the file stays as it was.
+      const part = at === 0 && len === data.length ? data.slice(0, keep) : (old ?? data).slice(0, at) + data.substr(at, keep) + (old ?? data).slice(at + keep);
       writeFileSync(file, Buffer.from(part, 'latin1'));
       this.files.set(name, part);
       this.onPowerCut?.();
       throw new PowerCut(`Storage.write('${name}')`);
     }
-    // Whole-file writes are atomic on a real board only per page; here, atomic per file.
     writeFileSync(file + '.tmp', Buffer.from(data, 'latin1'));
     renameSync(file + '.tmp', file);
     this.files.set(name, data);
@@ -139,7 +146,8 @@ export class EmuStorage {
     if (grow > this.getFree()) {
       throw new Error(`Storage: not enough free space for '${name}' (${next.length} bytes, ${this.getFree()} free)`);
     }
-    this.persist(name, next);
+    if (offset === undefined) this.persist(name, next);
+    else this.persist(name, next, offset, text.length);
     return true;
   }
 
