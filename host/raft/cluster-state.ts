@@ -276,6 +276,49 @@ export class ClusterState {
   }
 }
 
+/**
+ * '' when `cmd` is a well-formed command, else why not. Only the shape: whether it applies
+ * depends on the state when it commits. Shells check this BEFORE proposing, so the log never
+ * carries a command every replica would refuse anyway.
+ */
+export function commandShapeError(cmd: unknown): string {
+  if (typeof cmd !== 'object' || cmd === null || Array.isArray(cmd)) return 'not-object';
+  const c = cmd as Record<string, unknown>;
+  const idOk = typeof c.id === 'string' && NODE_ID_RE.test(c.id);
+  switch (c.t) {
+    case 'noop':
+      return '';
+    case 'member.add':
+      if (!idOk) return 'bad-id';
+      if (!isAddr(c.addr)) return 'bad-addr';
+      return isWeight(c.weight) ? '' : 'bad-weight';
+    case 'member.remove':
+      return idOk ? '' : 'bad-id';
+    case 'member.update':
+      if (!idOk) return 'bad-id';
+      if (c.addr !== undefined && !isAddr(c.addr)) return 'bad-addr';
+      if (c.weight !== undefined && !isWeight(c.weight)) return 'bad-weight';
+      return '';
+    case 'ring.epoch':
+      return isEpoch(c.epoch) ? '' : 'bad-epoch';
+    case 'device.assign': {
+      if (c.ifEpoch !== undefined && !isEpoch(c.ifEpoch)) return 'bad-epoch';
+      const set = c.set;
+      if (typeof set !== 'object' || set === null || Array.isArray(set)) return 'bad-set';
+      const keys = Object.keys(set);
+      if (keys.length === 0 || keys.length > ASSIGNMENTS_PER_CMD_MAX) return 'bad-set';
+      for (let i = 0; i < keys.length; i++) {
+        if (!DEVICE_ID_RE.test(keys[i])) return 'bad-device';
+        const o = (set as Record<string, unknown>)[keys[i]];
+        if (o !== null && (typeof o !== 'string' || !NODE_ID_RE.test(o))) return 'unknown-owner';
+      }
+      return '';
+    }
+    default:
+      return 'unknown-command';
+  }
+}
+
 /** Parse a command's JSON text; undefined when it is not JSON (apply then refuses it). */
 export function decodeCommand(text: string): unknown {
   try {
@@ -283,11 +326,4 @@ export function decodeCommand(text: string): unknown {
   } catch {
     return undefined;
   }
-}
-
-/** True for a command that changes Raft membership (must be proposed as a conf change). */
-export function confChangeOf(cmd: ClusterCommand): { op: 'add' | 'remove'; id: string } | null {
-  if (cmd.t === 'member.add') return { op: 'add', id: cmd.id };
-  if (cmd.t === 'member.remove') return { op: 'remove', id: cmd.id };
-  return null;
 }
