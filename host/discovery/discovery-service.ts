@@ -1,0 +1,128 @@
+/**
+ * The discovery listener: validates every datagram on the discovery port (size, MAC, JSON shape,
+ * types, replay window), records the device in the registry and answers an authenticated beacon
+ * with a unicast offer naming the broker the device should use. Bad datagrams are dropped with a
+ * counter per reason and a rate-limited log line; the listener keeps serving everyone else.
+ *
+ * The socket binds the wildcard address of its port (a broadcast reaches no socket bound to a
+ * unicast address) with SO_REUSEADDR, so several companions on one machine all hear beacons.
+ */
+import * as dgram from 'node:dgram';
+import { BeaconWindow, buildOffer, DATAGRAM_BYTES_MAX, verifyBeacon, type Beacon, type Mac } from '../../firmware/wire/beacon.js';
+
+export interface OfferTarget {
+  /** The companion that will own the device (its node id). */
+  host: string;
+  broker: { host: string; port: number };
+  epoch: number;
+}
+
+export interface DiscoveryOptions {
+  port: number;
+  /** Address to bind (default the wildcard, see above). */
+  bind?: string;
+  mac: Mac;
+  /** Where a device should go; null to stay silent (this companion does not answer for it). */
+  offerFor(b: Beacon, from: { address: string; port: number }): OfferTarget | null;
+  /** Called for every fresh authenticated beacon, BEFORE the offer is sent. */
+  onBeacon(b: Beacon, from: { address: string; port: number }): void;
+  /** Wall clock (ms since 1970), injectable for tests. */
+  now?: () => number;
+  log?: (line: string, fields?: Record<string, unknown>) => void;
+  /** Devices the replay window tracks (default 4096). */
+  sendersMax?: number;
+  /** Clock skew tolerated for devices that know the time (default 5 min). */
+  skewMs?: number;
+  /** Silence after which a device whose boot counter went back is accepted again (default 10 min). */
+  forgetMs?: number;
+}
+
+/** One log line per reason per this many ms, so a flood cannot flood the log. */
+const LOG_EVERY_MS = 10_000;
+
+export class DiscoveryService {
+  readonly counters = { datagrams: 0, beacons: 0, offers: 0, dropped: {} as Record<string, number> };
+  private sock: dgram.Socket | null = null;
+  private readonly window: BeaconWindow;
+  private readonly now: () => number;
+  private readonly lastLog = new Map<string, number>();
+
+  constructor(private readonly o: DiscoveryOptions) {
+    this.window = new BeaconWindow(o.sendersMax ?? 4096, o.skewMs ?? 300_000, o.forgetMs ?? 600_000);
+    this.now = o.now ?? Date.now;
+  }
+
+  async start(): Promise<void> {
+    const sock = dgram.createSocket({ type: 'udp4', reuseAddr: true });
+    this.sock = sock;
+    sock.on('message', (msg, rinfo) => this.onDatagram(msg, rinfo));
+    sock.on('error', (e) => this.log('discovery socket error', { error: e.message }));
+    await new Promise<void>((resolve, reject) => {
+      sock.once('error', reject);
+      sock.bind(this.o.port, this.o.bind ?? '0.0.0.0', () => {
+        sock.off('error', reject);
+        resolve();
+      });
+    });
+  }
+
+  port(): number {
+    return this.sock ? this.sock.address().port : 0;
+  }
+
+  async stop(): Promise<void> {
+    const s = this.sock;
+    this.sock = null;
+    if (s) await new Promise<void>((r) => s.close(() => r()));
+  }
+
+  /** Handles one datagram; exposed for tests and benchmarks (no socket needed). Returns the drop reason or null. */
+  onDatagram(msg: Buffer, rinfo: { address: string; port: number }): string | null {
+    this.counters.datagrams++;
+    if (msg.length > DATAGRAM_BYTES_MAX) return this.drop('oversize', rinfo);
+    // latin1: the MAC covers the bytes that travelled, whatever they are.
+    const v = verifyBeacon(msg.toString('latin1'), this.o.mac);
+    if (!v.ok) return this.drop(v.reason, rinfo);
+    const b = v.msg;
+    const now = this.now();
+    const fresh = this.window.check(b, now);
+    if (fresh !== null) return this.drop(fresh, rinfo);
+    this.counters.beacons++;
+    const from = { address: rinfo.address, port: rinfo.port };
+    try {
+      this.o.onBeacon(b, from);
+    } catch (e) {
+      this.log('beacon handler failed', { id: b.id, error: String(e) });
+    }
+    const target = this.o.offerFor(b, from);
+    if (!target) return null;
+    const built = buildOffer({ id: b.id, host: target.host, broker: target.broker, epoch: target.epoch, ts: Math.floor(now), re: b.nonce }, this.o.mac);
+    if (!built.ok) {
+      this.log('offer not built', { id: b.id, reason: built.reason });
+      return null;
+    }
+    this.counters.offers++;
+    this.sock?.send(Buffer.from(built.text, 'latin1'), b.port, rinfo.address);
+    return null;
+  }
+
+  /** Forgets a device's replay record (it was re-provisioned and its boot counter restarted). */
+  forget(id: string): void {
+    this.window.forget(id);
+  }
+
+  private drop(reason: string, rinfo: { address: string; port: number }): string {
+    this.counters.dropped[reason] = (this.counters.dropped[reason] ?? 0) + 1;
+    const now = Date.now();
+    const last = this.lastLog.get(reason) ?? 0;
+    if (now - last >= LOG_EVERY_MS) {
+      this.lastLog.set(reason, now);
+      this.log('datagram dropped', { reason, from: `${rinfo.address}:${rinfo.port}`, count: this.counters.dropped[reason] });
+    }
+    return reason;
+  }
+
+  private log(line: string, fields?: Record<string, unknown>): void {
+    this.o.log?.(line, fields);
+  }
+}
