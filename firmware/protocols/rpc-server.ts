@@ -9,7 +9,7 @@
  * (same id) answered, not executed twice; a request past its deadline `dl` (the companion's wall
  * clock, ms) is dropped: nobody waits for its answer.
  */
-import { AnswerCache, ANSWER_BUSY, ANSWER_EXECUTE, ANSWER_EXPIRED, ANSWER_INVALID, ANSWER_PENDING, ANSWER_REPLAY } from '../core/request-response.js';
+import { AnswerCache, ANSWER_BUSY, ANSWER_EXPIRED, ANSWER_INVALID, ANSWER_PENDING, ANSWER_REPLAY } from '../core/request-response.js';
 
 /** Requests larger than this are refused unparsed: a request is a method name and small params. */
 export var REQUEST_BYTES_MAX = 1024;
