@@ -41,7 +41,7 @@ import {
   type RejectReason,
 } from './bus.js';
 import { checkDeviceCredentials, isValidDeviceId, mayPublish, mayReceive, maySubscribe, type Principal } from './credentials.js';
-import { FrameGuard } from './frame-guard.js';
+import { FrameGuard, type FrameReason } from './frame-guard.js';
 import { TokenBucket } from './rate-limit.js';
 import { RejectionLog, jsonLineLog, type BusLog } from './rejection-log.js';
 import { isTopicName, stringProblem } from './topic.js';
@@ -82,6 +82,11 @@ export interface EmbeddedBrokerOptions {
   localPublishBurst?: number;
   /** Longest delay a rate-limited publish may get before it is refused (default 5 s). */
   publishWaitMaxMs?: number;
+  /**
+   * Which peer addresses count as local: anonymous clients are accepted only from these, and
+   * the per-address limit does not apply to them. Default: loopback (isLoopbackAddress).
+   */
+  isLocalAddress?: (address: string) => boolean;
   log?: BusLog;
   /** Rejection log lines per reason per window (default 5 per 10 s). */
   logBurst?: number;
@@ -140,12 +145,13 @@ class GuardedStream extends Duplex {
   constructor(
     readonly socket: Socket,
     readonly guard: FrameGuard,
+    onReject: (reason: FrameReason, detail: string) => BusRejection,
   ) {
     super({ allowHalfOpen: false });
     socket.on('data', (chunk: Buffer) => {
       const reason = guard.feed(chunk);
       if (reason !== null) {
-        this.destroy(new BusRejection(reason, guard.detail));
+        this.destroy(onReject(reason, guard.detail));
         return;
       }
       if (!this.push(chunk)) socket.pause();
@@ -220,7 +226,8 @@ function delay(ms: number): Promise<void> {
 
 export class EmbeddedBus implements Bus {
   readonly kind = 'embedded' as const;
-  private readonly _o: Required<Omit<EmbeddedBrokerOptions, 'log' | 'logBurst' | 'logWindowMs' | 'nowMs'>>;
+  private readonly _o: Required<Omit<EmbeddedBrokerOptions, 'log' | 'logBurst' | 'logWindowMs' | 'nowMs' | 'isLocalAddress'>>;
+  private readonly _isLocal: (address: string) => boolean;
   private readonly _log: BusLog;
   private readonly _now: () => number;
   private readonly _rejections: RejectionLog;
@@ -256,6 +263,7 @@ export class EmbeddedBus implements Bus {
     checkDeviceCredentials(this._o.fleetKeyHex, 'probe', 'x');
     this._log = opts.log ?? jsonLineLog;
     this._now = opts.nowMs ?? Date.now;
+    this._isLocal = opts.isLocalAddress ?? isLoopbackAddress;
     this._rejections = new RejectionLog(this._log, opts.logBurst, opts.logWindowMs);
   }
 
@@ -372,7 +380,7 @@ export class EmbeddedBus implements Bus {
 
   private _accept(socket: Socket): void {
     const address = socket.remoteAddress ?? '';
-    const loopback = isLoopbackAddress(address);
+    const loopback = this._isLocal(address);
     if (this._stopping !== null) {
       socket.destroy();
       return;
@@ -401,8 +409,9 @@ export class EmbeddedBus implements Bus {
       /* reported through the stream that wraps it */
     });
     const guard = new FrameGuard(this._o.packetBytesMax);
-    const stream = new GuardedStream(socket, guard);
-    this._states.set(stream, new ConnState(address, loopback, guard));
+    const st = new ConnState(address, loopback, guard);
+    const stream = new GuardedStream(socket, guard, (reason, detail) => this._refuse(st, null, reason, detail));
+    this._states.set(stream, st);
     this._need().handle(stream);
   }
 
@@ -415,7 +424,7 @@ export class EmbeddedBus implements Bus {
   private _preConnect(client: Client, packet: ConnectPacket, cb: (err: Error | null, ok: boolean) => void): void {
     const st = this._state(client);
     if (st === undefined) return cb(new Error('unknown connection'), false);
-    const refuse = (reason: RejectReason, detail: string) => cb(new BusRejection(reason, detail), false);
+    const refuse = (reason: RejectReason, detail: string) => cb(this._refuse(st, null, reason, detail), false);
     // Malformed CONNECT packets: close without CONNACK [MQTT-4.8.0-1].
     // [MQTT-3.1.2-14] Will QoS MUST NOT be 3 (mqtt-packet parses it as 3 and passes it on).
     if (packet.will && (packet.will.qos as number) > 2) return refuse('will-qos-invalid', 'will QoS ' + packet.will.qos);
@@ -445,10 +454,10 @@ export class EmbeddedBus implements Bus {
     cb: (err: (Error & { returnCode: number }) | null, ok: boolean | null) => void,
   ): void {
     const st = this._state(client);
-    const refuse = (reason: RejectReason, code: 2 | 3 | 4 | 5, detail: string) =>
-      cb(new BusRejection(reason, detail, code) as BusRejection & { returnCode: number }, false);
-    if (st === undefined) return refuse('malformed', 3, 'unknown connection');
+    if (st === undefined) return cb(Object.assign(new Error('unknown connection'), { returnCode: 3 }), false);
     const clientId = st.connectClientId;
+    const refuse = (reason: RejectReason, code: 2 | 3 | 4 | 5, detail: string) =>
+      cb(this._refuse(st, clientId, reason, detail, code) as BusRejection & { returnCode: number }, false);
     // [MQTT-3.1.3-8] a zero-byte client id with CleanSession 0: CONNACK 0x02, then close.
     if (clientId === '' && !st.connectClean) return refuse('empty-client-id-persistent', 2, '');
     let principal: Principal;
@@ -496,19 +505,19 @@ export class EmbeddedBus implements Bus {
     // A will of a client from another broker instance (aedes' will sweeper) has no client here.
     if (client === null) return cb(null);
     const st = this._state(client);
-    if (st === undefined || st.principal === null) return cb(new BusRejection('acl-publish', 'not authenticated'));
+    if (st === undefined || st.principal === null) return cb(this._refuse(st, client.id, 'acl-publish', 'not authenticated'));
     const principal = st.principal;
     // aedes authorizes a will when the connection is already closed (Client.close publishes it).
     const isWill = client.closed && st.willTopic === packet.topic;
     const problem = stringProblem(packet.topic);
-    if (problem !== null) return cb(new BusRejection(problem, 'topic'));
+    if (problem !== null) return cb(this._refuse(st, client.id, problem, 'topic'));
     if (!mayPublish(principal, packet.topic)) {
-      return cb(new BusRejection(isWill ? 'acl-will' : 'acl-publish', packet.topic));
+      return cb(this._refuse(st, client.id, isWill ? 'acl-will' : 'acl-publish', packet.topic));
     }
     let waitMs = 0;
     if (st.bucket !== null && !isWill) {
       waitMs = st.bucket.take(this._now(), this._o.publishWaitMaxMs);
-      if (waitMs < 0) return cb(new BusRejection('publish-rate', 'over ' + st.bucket.ratePerSec + '/s'));
+      if (waitMs < 0) return cb(this._refuse(st, client.id, 'publish-rate', 'over ' + st.bucket.ratePerSec + '/s'));
       if (waitMs > 0) this._counts.throttled++;
     }
     const ingest = principal.kind === 'device' && this._hooks.length > 0;
@@ -535,7 +544,7 @@ export class EmbeddedBus implements Bus {
         }
         if (st.failed === null) {
           this._counts.ingestFailed++;
-          st.failed = err instanceof BusRejection ? err : new BusRejection('ingest-failed', String(err));
+          st.failed = this._refuse(st, client.id, 'ingest-failed', String(err));
         }
         // No PUBACK; the error closes the connection so the device retransmits on its next one.
         cb(st.failed);
@@ -554,10 +563,10 @@ export class EmbeddedBus implements Bus {
 
   private _authorizeSubscribe(client: Client, sub: Subscription, cb: (err: Error | null, sub?: Subscription | null) => void): void {
     const st = this._state(client);
-    if (st === undefined || st.principal === null) return cb(new BusRejection('acl-subscribe', 'not authenticated'));
+    if (st === undefined || st.principal === null) return cb(this._refuse(st, client.id, 'acl-subscribe', 'not authenticated'));
     const problem = stringProblem(sub.topic);
     // A malformed string is a protocol violation: close [MQTT-1.5.3-1].
-    if (problem !== null) return cb(new BusRejection(problem, 'topic filter'));
+    if (problem !== null) return cb(this._refuse(st, client.id, problem, 'topic filter'));
     if (!maySubscribe(st.principal, sub.topic)) {
       // A refused filter is answered with the failure return code 0x80 in SUBACK [MQTT-3.9.3],
       // the connection stays; on a session restore the filter is dropped.
@@ -618,6 +627,22 @@ export class EmbeddedBus implements Bus {
         this._log({ level: 'error', ev: 'bus.event-handler.error', message: String(err) });
       }
     }
+  }
+
+  /**
+   * Counts and logs a rejection where it is decided (so the count is there before the client
+   * sees the connection close or the CONNACK) and returns the error that closes the connection.
+   * The error aedes reports afterwards for the same connection is then not counted again.
+   */
+  private _refuse(st: ConnState | undefined, clientId: string | null, reason: RejectReason, detail: string, code?: 2 | 3 | 4 | 5): BusRejection {
+    const err = new BusRejection(reason, detail, code);
+    if (st !== undefined) {
+      if (st.closeReason === null) st.closeReason = reason;
+      if (st.counted) return err;
+      st.counted = true;
+    }
+    this._reject(reason, { clientId: clientId ?? undefined, address: st?.address, detail });
+    return err;
   }
 
   private _reject(reason: RejectReason, fields: Record<string, unknown>): void {
