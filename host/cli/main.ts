@@ -7,10 +7,11 @@ import { join } from 'node:path';
 import { packageRoot } from '../../boards/profiles.js';
 import { CommandSpec, helpText, parseArgs, Parsed, UsageError } from './args.js';
 import { emulateSpec, runEmulate } from './emulate-command.js';
+import { hostSpec, runHost } from './host-command.js';
 
 interface Command {
   spec: CommandSpec;
-  run(p: Parsed): Promise<number>;
+  run(p: Parsed, argv: string[]): Promise<number>;
 }
 
 const buildSpec: CommandSpec = {
@@ -38,6 +39,7 @@ async function runBuild(p: Parsed): Promise<number> {
 export const commands: Record<string, Command> = {
   build: { spec: buildSpec, run: runBuild },
   emulate: { spec: emulateSpec, run: runEmulate },
+  host: { spec: hostSpec, run: (p, argv) => runHost(p, argv) },
 };
 
 /** Registers a command (the host, devices, call, flash and verify commands add themselves). */
@@ -73,7 +75,7 @@ export async function main(argv: string[]): Promise<number> {
       console.log(helpText(cmd.spec));
       return 0;
     }
-    return await cmd.run(parsed);
+    return await cmd.run(parsed, rest);
   } catch (e) {
     if (e instanceof UsageError) {
       console.error(e.message);

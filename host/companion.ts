@@ -1,0 +1,322 @@
+/**
+ * The companion: the registry, the bus, durable ingest, discovery and RPC wired together. Every
+ * part is its own module with its own tests; this file only connects them and owns the timers
+ * that drive liveness. It implements CompanionApi for the front ends.
+ *
+ * Ingest ORDER: a telemetry PUBLISH is parsed, appended to SQLite and committed BEFORE the bus
+ * hook resolves, and the embedded broker sends the PUBACK only AFTER that: a PUBACK means stored.
+ * A malformed reading is acknowledged and counted (a poison message must not make a device
+ * retransmit it forever) and never stored.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import type { Beacon } from '../firmware/wire/beacon.js';
+import type { Bus, BusPacketInfo } from './bus/bus.js';
+import { createBus } from './bus/create-bus.js';
+import type { ClusterView, CompanionApi, CompanionEvent, DeviceMeta, DeviceView, HealthView, RpcResult, TelemetryQuery } from './companion-api.js';
+import { RpcError } from './companion-api.js';
+import { DiscoveryService, type OfferTarget } from './discovery/discovery-service.js';
+import { nodeMac } from './discovery/node-mac.js';
+import type { Logger } from './log.js';
+import { RpcClient } from './rpc/rpc-client.js';
+import { openDataDir, type OpenDatabase } from './store/database.js';
+import { RegistryStore, type Liveness } from './store/registry-store.js';
+import { parseTelemetryPayload, type TelemetryRecord } from './store/telemetry-record.js';
+import { TelemetryStore } from './store/telemetry-store.js';
+
+export interface CompanionOptions {
+  nodeId: string;
+  dataDir: string;
+  fleetKey: string;
+  /** Address the TCP listeners (MQTT, HTTP) bind. */
+  bind: string;
+  mqttPort: number;
+  discoveryPort: number;
+  /** External broker URL instead of the embedded broker. */
+  brokerUrl?: string;
+  /** Host name devices use to reach the broker (default: the bind address, or 127.0.0.1 for a wildcard bind). */
+  advertiseHost?: string;
+  /** A device silent this long (no session, no beacon) becomes stale, then down (defaults 90 s, 10 min). */
+  staleAfterMs?: number;
+  downAfterMs?: number;
+  /** Telemetry kept per device (default 30 days, 100k rows). */
+  retentionMs?: number;
+  rowsPerDeviceMax?: number;
+  log: Logger;
+  /** Replaces the offer target (the cluster decides owners). */
+  offerFor?: (b: Beacon) => OfferTarget | null;
+  /** Called after a reading is stored and BEFORE its PUBACK (replication hooks in here). */
+  afterStore?: (rec: TelemetryRecord) => Promise<void>;
+  cluster?: () => ClusterView;
+}
+
+/** Live events kept for one slow subscriber before it is dropped: the dashboard must not grow the heap. */
+const SUBSCRIBERS_MAX = 256;
+const LIVENESS_EVERY_MS = 2000;
+const RETENTION_EVERY_MS = 3600_000;
+
+export class Companion implements CompanionApi {
+  readonly nodeId: string;
+  readonly startedAt = Date.now();
+  bus!: Bus;
+  telemetryStore!: TelemetryStore;
+  registry!: RegistryStore;
+  discovery!: DiscoveryService;
+  rpcClient!: RpcClient;
+  private db: OpenDatabase | null = null;
+  private readonly online = new Set<string>();
+  private readonly metas = new Map<string, DeviceMeta>();
+  private readonly subscribers = new Set<(ev: CompanionEvent) => void>();
+  private readonly timers: NodeJS.Timeout[] = [];
+  private readonly counters = { badTelemetry: 0, duplicates: 0, stored: 0 };
+  private readonly log: Logger;
+  private readonly onMetaHooks: Array<(id: string, meta: DeviceMeta) => void> = [];
+
+  constructor(private readonly o: CompanionOptions) {
+    this.nodeId = o.nodeId;
+    this.log = o.log;
+  }
+
+  async start(): Promise<void> {
+    mkdirSync(this.o.dataDir, { recursive: true });
+    this.db = openDataDir(this.o.dataDir);
+    this.telemetryStore = new TelemetryStore(this.db.db);
+    this.registry = new RegistryStore(this.db.db);
+    this.bus = createBus({
+      brokerUrl: this.o.brokerUrl,
+      embedded: { fleetKeyHex: this.o.fleetKey, host: this.o.bind, port: this.o.mqttPort, log: this.log.bus },
+      external: { clientId: `espfleet-companion-${this.nodeId}`, log: this.log.bus },
+    });
+    // Hooks BEFORE start: an external broker delivers queued messages right after connecting.
+    this.bus.onDevicePublish((id, topic, payload, packet) => this.ingest(id, topic, payload, packet));
+    this.bus.onClientEvent((ev) => {
+      if (!ev.deviceId) return;
+      if (ev.type === 'connect') this.setOnline(ev.deviceId, true, 'session');
+      else this.setOnline(ev.deviceId, false, ev.reason);
+    });
+    await this.bus.start();
+    await this.bus.subscribe('espfleet/+/meta', (topic, payload) => this.onMeta(topic, payload));
+    await this.bus.subscribe('espfleet/+/health', (topic, payload) => this.onHealth(topic, payload));
+    if (this.bus.kind === 'external') {
+      // With an external broker the companion learns liveness from the retained status topics.
+      await this.bus.subscribe('espfleet/+/status', (topic, payload) => {
+        const id = topic.split('/')[1];
+        this.setOnline(id, payload.toString() === 'online', 'status ' + payload.toString());
+      });
+    }
+    this.rpcClient = new RpcClient({
+      bus: this.bus,
+      onBreaker: (id, state) => this.emit({ type: 'breaker', id, state, at: Date.now() }),
+      log: (l, f) => this.log.warn(l, f),
+    });
+    await this.rpcClient.start();
+    this.discovery = new DiscoveryService({
+      port: this.o.discoveryPort,
+      mac: nodeMac(this.o.fleetKey),
+      offerFor: (b) => (this.o.offerFor ? this.o.offerFor(b) : this.selfOffer()),
+      onBeacon: (b, from) => this.onBeacon(b, from),
+      log: (l, f) => this.log.warn(l, f),
+    });
+    await this.discovery.start();
+    this.timers.push(setInterval(() => this.sweep(), LIVENESS_EVERY_MS));
+    this.timers.push(setInterval(() => void this.prune(), RETENTION_EVERY_MS));
+    for (const t of this.timers) t.unref();
+    this.log.info('companion started', { node: this.nodeId, bus: this.bus.kind, broker: this.bus.address(), discoveryPort: this.discovery.port() });
+  }
+
+  async stop(): Promise<void> {
+    for (const t of this.timers) clearInterval(t);
+    this.timers.length = 0;
+    await this.discovery?.stop();
+    await this.rpcClient?.stop();
+    await this.bus?.stop();
+    this.telemetryStore?.close();
+    this.registry?.close();
+    this.db?.close();
+    this.db = null;
+  }
+
+  /** Where this companion tells devices to connect. */
+  selfOffer(): OfferTarget | null {
+    const a = this.bus.address();
+    if (!a) return null;
+    const host = this.o.advertiseHost ?? (a.host === '0.0.0.0' || a.host === '::' ? '127.0.0.1' : a.host);
+    return { host: this.nodeId, broker: { host, port: a.port }, epoch: 0 };
+  }
+
+  onMetaChange(fn: (id: string, meta: DeviceMeta) => void): void {
+    this.onMetaHooks.push(fn);
+  }
+
+  private async ingest(id: string, topic: string, payload: Buffer, _packet: BusPacketInfo): Promise<void> {
+    const kind = topic.slice(topic.lastIndexOf('/') + 1);
+    if (kind === 'telemetry') {
+      const rec = parseTelemetryPayload(id, payload);
+      if (!rec.ok) {
+        this.counters.badTelemetry++;
+        this.log.warn('telemetry rejected', { device: id, reason: rec.reason });
+        return;
+      }
+      const r = await this.telemetryStore.append(rec.value);
+      if (r.dup) {
+        this.counters.duplicates++;
+        return;
+      }
+      this.counters.stored++;
+      if (this.o.afterStore) await this.o.afterStore(rec.value);
+      this.emit({ type: 'telemetry', id, seq: rec.value.seq, ts: rec.value.ts, r: rec.value.r, hist: rec.value.hist });
+    } else if (kind === 'status') {
+      const s = payload.toString('latin1');
+      if (s === 'online' || s === 'offline') this.setOnline(id, s === 'online', s === 'offline' ? 'will' : 'birth');
+    }
+  }
+
+  private onMeta(topic: string, payload: Buffer): void {
+    const id = topic.split('/')[1];
+    if (payload.length === 0 || payload.length > 2048) return;
+    try {
+      const m = JSON.parse(payload.toString('utf8'));
+      if (!m || typeof m.fw !== 'string' || typeof m.board !== 'string' || !Array.isArray(m.sensors)) return;
+      const sensors = (m.sensors as unknown[])
+        .filter((s): s is { n: string; u?: string; k?: string } => !!s && typeof (s as { n?: unknown }).n === 'string')
+        .slice(0, 16)
+        .map((s) => ({ n: String(s.n).slice(0, 32), u: String(s.u ?? '').slice(0, 16), k: String(s.k ?? '').slice(0, 16) }));
+      const meta: DeviceMeta = { fw: m.fw.slice(0, 32), board: m.board.slice(0, 16), sensors };
+      this.metas.set(id, meta);
+      for (const fn of this.onMetaHooks) fn(id, meta);
+    } catch {
+      this.log.warn('meta rejected', { device: id });
+    }
+  }
+
+  private onHealth(topic: string, payload: Buffer): void {
+    const id = topic.split('/')[1];
+    if (payload.length > 1024) return;
+    try {
+      const h = JSON.parse(payload.toString('utf8'));
+      if (h && typeof h === 'object') this.registry.reportHealth(id, { breaker: h.br, outbox: h.ob }, Date.now());
+    } catch {
+      // malformed health reports are ignored: they are advisory
+    }
+  }
+
+  private onBeacon(b: Beacon, from: { address: string; port: number }): void {
+    const r = this.registry.upsertBeacon({ id: b.id, kind: b.kind, fw: b.fw, caps: b.caps, mem: b.mem, seq: b.seq, upMs: b.up, addr: from.address, port: b.port }, Date.now());
+    if (!r.ok) {
+      this.log.warn('beacon not recorded', { device: b.id, reason: r.reason });
+      return;
+    }
+    // A beaconing device without a session is reachable but not connected: stale until it connects.
+    if (!this.online.has(b.id)) this.applyState(b.id, 'stale', 'beacon without session');
+    else if (r.change) this.emit({ type: 'device', id: b.id, state: r.change.to, reason: r.change.reason, at: r.change.atMs });
+  }
+
+  private setOnline(id: string, on: boolean, reason: string): void {
+    if (on) {
+      this.online.add(id);
+      this.applyState(id, 'up', reason);
+    } else if (this.online.delete(id) || reason === 'will') {
+      this.applyState(id, 'down', reason);
+    }
+  }
+
+  private applyState(id: string, state: Liveness, reason: string): void {
+    const c = this.registry.setState(id, state, reason, Date.now());
+    if (c) this.emit({ type: 'device', id, state: c.to, reason: c.reason, at: c.atMs });
+  }
+
+  /** Devices without a session move to stale, then down, by the silence of their beacons. */
+  private sweep(): void {
+    const now = Date.now();
+    const stale = this.o.staleAfterMs ?? 90_000;
+    const down = this.o.downAfterMs ?? 600_000;
+    for (const d of this.registry.list()) {
+      if (this.online.has(d.id)) continue;
+      const silent = now - d.lastSeenMs;
+      if (silent >= down && d.state !== 'down') this.applyState(d.id, 'down', 'silent');
+      else if (silent >= stale && d.state === 'up') this.applyState(d.id, 'stale', 'silent');
+    }
+  }
+
+  private async prune(): Promise<void> {
+    try {
+      await this.telemetryStore.prune({ maxAgeMs: this.o.retentionMs ?? 30 * 86400_000, rowsPerDeviceMax: this.o.rowsPerDeviceMax ?? 100_000 }, Date.now());
+    } catch (e) {
+      this.log.error('retention failed', { error: String(e) });
+    }
+  }
+
+  emit(ev: CompanionEvent): void {
+    for (const fn of this.subscribers) {
+      try {
+        fn(ev);
+      } catch (e) {
+        this.log.warn('event subscriber failed', { error: String(e) });
+      }
+    }
+  }
+
+  // --- CompanionApi ---
+
+  health(): HealthView {
+    const c = this.bus.counters();
+    return {
+      ok: true,
+      nodeId: this.nodeId,
+      uptimeMs: Date.now() - this.startedAt,
+      devices: this.registry.count(),
+      bus: { kind: this.bus.kind, clients: c.clientsConnected },
+      ingested: this.counters.stored,
+    };
+  }
+
+  private view(d: ReturnType<RegistryStore['get']> & object): DeviceView {
+    return { ...d, meta: this.metas.get(d.id) ?? null, online: this.online.has(d.id), latest: this.telemetryStore.latest(d.id), rpcBreaker: this.rpcClient.breakerState(d.id) };
+  }
+
+  devices(): DeviceView[] {
+    return this.registry.list().map((d) => this.view(d));
+  }
+
+  device(id: string): DeviceView | null {
+    const d = this.registry.get(id);
+    return d ? this.view(d) : null;
+  }
+
+  telemetry(id: string, q: TelemetryQuery): TelemetryRecord[] {
+    return this.telemetryStore.query(id, { since: q.since, until: q.until, limit: q.limit });
+  }
+
+  async rpc(id: string, method: string, params: unknown, timeoutMs: number): Promise<RpcResult> {
+    if (!this.registry.get(id) && !this.online.has(id)) throw new RpcError('unknown_device', `no device ${id}`);
+    return this.rpcClient.call(id, method, params, timeoutMs, this.online.has(id));
+  }
+
+  cluster(): ClusterView {
+    if (this.o.cluster) return this.o.cluster();
+    return {
+      nodeId: this.nodeId,
+      members: [{ id: this.nodeId, addr: this.o.bind, up: true, weight: 1, self: true }],
+      leader: this.nodeId,
+      term: 0,
+      ring: { epoch: 0, owners: [{ id: this.nodeId, devices: this.registry.count() }] },
+      replicas: [],
+      mode: 'single',
+    };
+  }
+
+  subscribe(fn: (ev: CompanionEvent) => void): () => void {
+    if (this.subscribers.size >= SUBSCRIBERS_MAX) throw new Error(`more than ${SUBSCRIBERS_MAX} event subscribers`);
+    this.subscribers.add(fn);
+    return () => this.subscribers.delete(fn);
+  }
+
+  stats(): Record<string, unknown> {
+    return { ...this.counters, bus: this.bus.counters(), discovery: this.discovery.counters, rpc: this.rpcClient.counters, store: this.telemetryStore.stats() };
+  }
+}
+
+/** A fresh random fleet key (32 bytes, hex). */
+export function newFleetKey(): string {
+  return randomBytes(32).toString('hex');
+}
