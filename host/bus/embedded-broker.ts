@@ -212,7 +212,8 @@ export function classifyBrokerError(err: Error): RejectReason | null {
   if (m.startsWith('maxInflightInbound exceeded')) return 'inflight-max';
   if (m.startsWith('Connect flag bit 0') || m.startsWith('Will Retain Flag') || m.startsWith('Will QoS must be')) return 'reserved-flags';
   if (m === 'Invalid variable byte integer') return 'bad-remaining-length';
-  if (m.includes('topic') && (m.includes('#') || m.includes('+') || m.includes('empty') || m.includes('levels'))) return 'invalid-topic';
+  // aedes' topic checks (lib/handlers/publish.js, lib/utils.js validateTopic).
+  if (/(not|only) allowed in (PUBLISH|SUBSCRIBE)|empty topic|to an empty topic|too many levels/.test(m)) return 'invalid-topic';
   return 'malformed';
 }
 

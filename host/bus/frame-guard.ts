@@ -117,6 +117,12 @@ export class FrameGuard {
       this._detail = 'packet type ' + type + ' is sent only by a server';
       return 'unexpected-packet';
     }
+    // [MQTT-3.1.0-1] the first packet MUST be CONNECT; [MQTT-3.1.0-2] a second CONNECT is a
+    // protocol violation.
+    if (this._packets === 0 && type !== CONNECT) {
+      this._detail = 'packet type ' + type;
+      return 'first-packet-not-connect';
+    }
     if (required === -1) {
       // PUBLISH: QoS 3 is reserved [MQTT-3.3.1-4]; DUP must be 0 for QoS 0 [MQTT-3.3.1-2].
       const qos = (flags >> 1) & 3;
@@ -128,12 +134,6 @@ export class FrameGuard {
       // [MQTT-2.2.2-1] reserved flag bits MUST have the listed values; [MQTT-2.2.2-2] close.
       this._detail = 'packet type ' + type + ' flags ' + flags + ', required ' + required;
       return 'reserved-flags';
-    }
-    // [MQTT-3.1.0-1] the first packet MUST be CONNECT; [MQTT-3.1.0-2] a second CONNECT is a
-    // protocol violation.
-    if (this._packets === 0 && type !== CONNECT) {
-      this._detail = 'packet type ' + type;
-      return 'first-packet-not-connect';
     }
     if (this._packets > 0 && type === CONNECT) {
       this._detail = 'CONNECT after CONNECT';
