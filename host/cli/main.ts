@@ -8,6 +8,7 @@ import { packageRoot } from '../../boards/profiles.js';
 import { CommandSpec, helpText, parseArgs, Parsed, UsageError } from './args.js';
 import { emulateSpec, runEmulate } from './emulate-command.js';
 import { hostSpec, runHost } from './host-command.js';
+import { callSpec, devicesSpec, runCall, runDevices } from './client-commands.js';
 
 interface Command {
   spec: CommandSpec;
@@ -40,6 +41,8 @@ export const commands: Record<string, Command> = {
   build: { spec: buildSpec, run: runBuild },
   emulate: { spec: emulateSpec, run: runEmulate },
   host: { spec: hostSpec, run: (p, argv) => runHost(p, argv) },
+  devices: { spec: devicesSpec, run: runDevices },
+  call: { spec: callSpec, run: runCall },
 };
 
 /** Registers a command (the host, devices, call, flash and verify commands add themselves). */
