@@ -82,12 +82,14 @@ export class BeaconSchedule {
     var j = o.jitter === undefined ? 0.2 : o.jitter;
     var sf = o.slowFactor === undefined ? 6 : o.slowFactor;
     var smax = o.slowMsMax === undefined ? 300000 : o.slowMsMax;
-    if (!(f > 0 && f < Infinity)) throw new Error('beacon schedule: beaconMs must be > 0');
-    if (!(bn >= 0 && bn <= BURST_COUNT_MAX && Math.floor(bn) === bn)) throw new Error('beacon schedule: burstCount must be an integer 0-' + BURST_COUNT_MAX);
-    if (!(bm > 0 && bm < Infinity)) throw new Error('beacon schedule: burstMs must be > 0');
-    if (!(j >= 0 && j <= JITTER_MAX)) throw new Error('beacon schedule: jitter must be 0-' + JITTER_MAX);
-    if (!(sf >= 1 && smax >= f)) throw new Error('beacon schedule: slowFactor must be >= 1 and slowMsMax >= beaconMs');
-    if (!o.rng) throw new Error('beacon schedule: rng is required');
+    var bad = !(f > 0 && f < Infinity) ? 'beaconMs'
+      : !(bn >= 0 && bn <= BURST_COUNT_MAX && Math.floor(bn) === bn) ? 'burstCount'
+      : !(bm > 0 && bm < Infinity) ? 'burstMs'
+      : !(j >= 0 && j <= JITTER_MAX) ? 'jitter'
+      : !(sf >= 1) ? 'slowFactor'
+      : !(smax >= f) ? 'slowMsMax'
+      : !o.rng ? 'rng' : '';
+    if (bad) throw new Error('beacon schedule: bad ' + bad);
     this._r = o.rng;
     this._f = f;
     this._s = f * sf < smax ? f * sf : smax;

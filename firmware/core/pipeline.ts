@@ -355,14 +355,14 @@ function hostile(k: string): boolean {
   return k === '__proto__' || k === 'constructor' || k === 'prototype';
 }
 
-/** The only key of a one-key object, or an error text. */
-function onlyKey(o: any, what: string, allowed: string[]): string {
+/** An error text (starting with '!') for a hostile or unlisted key of o, else ''. */
+function badKey(o: any, what: string, allowed: string[]): string {
   var ks = Object.keys(o);
   for (var i = 0; i < ks.length; i++) {
     if (hostile(ks[i])) return '!key ' + ks[i] + ' is not allowed';
     if (allowed.indexOf(ks[i]) < 0) return '!unknown ' + what + ' ' + ks[i].substr(0, 20);
   }
-  return ks.length === 1 ? ks[0] : '!' + what + ' must have exactly one key';
+  return '';
 }
 
 var STAGE_KINDS = ['range', 'deadband', 'rate', 'ewma', 'linear', 'window'];
@@ -379,8 +379,8 @@ function stage(kind: string, a: any): Stage | string {
   }
   if (kind === 'rate') {
     if (!isObj(a)) return '!rate must be {"ms": n}';
-    var k = onlyKey(a, 'rate option', ['ms']);
-    if (k.charAt(0) === '!') return k;
+    var k = badKey(a, 'rate option', ['ms']);
+    if (k) return k;
     if (!isInt(a.ms, 1, WINDOW_MS_MAX)) return '!rate.ms must be an integer 1-' + WINDOW_MS_MAX;
     return new RateStage(a.ms);
   }
@@ -392,6 +392,19 @@ function stage(kind: string, a: any): Stage | string {
   return new LinearStage(a[0], a[1]);
 }
 
+/** An error text (starting with '!') for a window's ms and emit, else ''. */
+function windowError(w: any): string {
+  if (!isInt(w.ms, 1, WINDOW_MS_MAX)) return '!window.ms must be an integer 1-' + WINDOW_MS_MAX;
+  var e = w.emit;
+  var n = e && e.length;
+  if (!Array.isArray(e) || n === 0 || n > EMIT_NAMES.length) n = -1;
+  for (var j = 0; j < n; j++) {
+    if (EMIT_NAMES.indexOf(e[j]) < 0) n = -1;
+    else if (e.indexOf(e[j]) !== j) return '!window.emit repeats ' + e[j];
+  }
+  return n < 0 ? '!window.emit must list 1-4 of ' + EMIT_NAMES.join(', ') : '';
+}
+
 /** Compiles one sensor's chain; returns it or an error text starting with '!'. */
 function chain(name: string, list: any, stagesMax: number): Chain | string {
   if (!Array.isArray(list)) return '!must be an array of stages';
@@ -399,32 +412,24 @@ function chain(name: string, list: any, stagesMax: number): Chain | string {
   var pre: Stage[] = [];
   var post: Stage[] = [];
   var win: any = null;
-  var i, kind, st;
+  var i, j, kind, st, w, err: string;
   for (i = 0; i < list.length; i++) {
-    if (!isObj(list[i])) return '[' + i + ']: a stage must be an object';
-    kind = onlyKey(list[i], 'stage', STAGE_KINDS);
-    if (kind.charAt(0) === '!') return '[' + i + ']: ' + kind.substr(1);
+    st = list[i];
+    err = isObj(st) ? badKey(st, 'stage', STAGE_KINDS) : '!a stage must be an object';
+    if (!err && Object.keys(st).length !== 1) err = '!stage must have exactly one key';
+    kind = err ? '' : Object.keys(st)[0];
     if (kind === 'window') {
-      if (win) return '[' + i + ']: at most one window per sensor';
-      win = list[i].window;
-      if (!isObj(win)) return '[' + i + ']: window must be {"ms": n, "emit": [...]}';
-      var ks = Object.keys(win);
-      for (var j = 0; j < ks.length; j++) {
-        if (hostile(ks[j])) return '[' + i + ']: key ' + ks[j] + ' is not allowed';
-        if (ks[j] !== 'ms' && ks[j] !== 'emit') return '[' + i + ']: unknown window option ' + ks[j].substr(0, 20);
-      }
-      if (!isInt(win.ms, 1, WINDOW_MS_MAX)) return '[' + i + ']: window.ms must be an integer 1-' + WINDOW_MS_MAX;
-      var e = win.emit;
-      if (!Array.isArray(e) || e.length === 0 || e.length > EMIT_NAMES.length) return '[' + i + ']: window.emit must list 1-4 of ' + EMIT_NAMES.join(', ');
-      for (j = 0; j < e.length; j++) {
-        if (EMIT_NAMES.indexOf(e[j]) < 0) return '[' + i + ']: window.emit must list 1-4 of ' + EMIT_NAMES.join(', ');
-        if (e.indexOf(e[j]) !== j) return '[' + i + ']: window.emit repeats ' + e[j];
-      }
-      continue;
+      w = st.window;
+      if (win) err = '!at most one window per sensor';
+      else if (!isObj(w)) err = '!window must be {"ms": n, "emit": [...]}';
+      else err = badKey(w, 'window option', ['ms', 'emit']) || windowError(w);
+      win = w;
+    } else if (kind) {
+      st = stage(kind, st[kind]);
+      if (typeof st === 'string') err = st;
+      else (win ? post : pre).push(st);
     }
-    st = stage(kind, list[i][kind]);
-    if (typeof st === 'string') return '[' + i + ']: ' + st.substr(1);
-    (win ? post : pre).push(st);
+    if (err) return '[' + i + ']: ' + err.substr(1);
   }
   if (!win) return new Chain(name, pre, null, [name]);
   // Stages after the window: the raw specs are compiled again per emitted kind so each kind
