@@ -58,6 +58,9 @@ export function buildContinuum(ids: readonly string[], weights: readonly number[
     digests.push(d);
     count += d * KETAMA_POINTS_PER_DIGEST;
   }
+  // floor() can give every member 0 digests at vnodes 1 (e.g. (1/49) * 1 * 49 < 1); hashring then
+  // answers undefined for every key, a ring here refuses to exist.
+  if (count === 0) throw new RangeError(`hash ring: ketama continuum has no points at vnodes ${vnodes}; raise vnodes`);
   if (count > KETAMA_POINTS_MAX) {
     throw new RangeError(`hash ring: ketama continuum of ${count} points exceeds ${KETAMA_POINTS_MAX}`);
   }

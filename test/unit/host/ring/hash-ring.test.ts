@@ -197,6 +197,7 @@ describe('HashRing input checks', () => {
     ['slotBits 7', () => HashRing.create(ok, { slotBits: 7 }), /slotBits must be an integer in \[8, 22\]/],
     ['slotBits 16.5', () => HashRing.create(ok, { slotBits: 16.5 }), /slotBits/],
     ['vnodes 0', () => HashRing.create(ok, { mode: 'ketama', vnodes: 0 }), /vnodes must be an integer/],
+    ['a ketama ring with no points', () => HashRing.create(companions(49), { mode: 'ketama', vnodes: 1 }), /no points at vnodes 1/],
     ['a negative epoch', () => HashRing.create(ok, { epoch: -1 }), /epoch must be a non-negative integer/],
     ['a fractional epoch', () => HashRing.create(ok, { epoch: 1.5 }), /epoch/],
     ['adding a present id', () => HashRing.create(ok).with({ id: ok[0].id, weight: 1 }), /duplicate member id/],
