@@ -16,6 +16,7 @@ import { createBus } from './bus/create-bus.js';
 import type { ClusterView, CompanionApi, CompanionEvent, DeviceMeta, DeviceView, HealthView, RpcResult, TelemetryQuery } from './companion-api.js';
 import { RpcError } from './companion-api.js';
 import { DiscoveryService, type OfferTarget } from './discovery/discovery-service.js';
+import { HaService } from './ha/ha-service.js';
 import { nodeMac } from './discovery/node-mac.js';
 import type { Logger } from './log.js';
 import { RpcClient } from './rpc/rpc-client.js';
@@ -43,6 +44,8 @@ export interface CompanionOptions {
   retentionMs?: number;
   rowsPerDeviceMax?: number;
   log: Logger;
+  /** The companion's version, for Home Assistant's origin block. */
+  version?: string;
   /** Replaces the offer target (the cluster decides owners). */
   offerFor?: (b: Beacon) => OfferTarget | null;
   /** Called after a reading is stored and BEFORE its PUBACK (replication hooks in here). */
@@ -63,6 +66,7 @@ export class Companion implements CompanionApi {
   registry!: RegistryStore;
   discovery!: DiscoveryService;
   rpcClient!: RpcClient;
+  ha!: HaService;
   private db: OpenDatabase | null = null;
   private readonly online = new Set<string>();
   private readonly metas = new Map<string, DeviceMeta>();
@@ -118,6 +122,12 @@ export class Companion implements CompanionApi {
       log: (l, f) => this.log.warn(l, f),
     });
     await this.discovery.start();
+    // Home Assistant sees every device that tells us its sensors (its retained meta topic).
+    this.ha = new HaService({ bus: this.bus, log: this.log.bus, swVersion: this.o.version });
+    await this.ha.start();
+    this.onMetaChange((id, meta) => {
+      void this.ha.announce({ id, fw: meta.fw, board: meta.board, sensors: meta.sensors });
+    });
     this.timers.push(setInterval(() => this.sweep(), LIVENESS_EVERY_MS));
     this.timers.push(setInterval(() => void this.prune(), RETENTION_EVERY_MS));
     for (const t of this.timers) t.unref();
@@ -128,6 +138,7 @@ export class Companion implements CompanionApi {
     for (const t of this.timers) clearInterval(t);
     this.timers.length = 0;
     await this.discovery?.stop();
+    await this.ha?.stop();
     await this.rpcClient?.stop();
     await this.bus?.stop();
     this.telemetryStore?.close();
