@@ -3,10 +3,11 @@
  *
  * Used where the board has no native hash (the ESP32_IDF4 build lacks `crypto`) and by tests as
  * the reference the native path is compared with. Written for an interpreter that re-parses a
- * function body on every call: ONE compression function runs all blocks of a message, the 64
- * rounds are a loop with a short body, the message schedule is computed inside the same loop,
- * and the words live in Int32Arrays (flat, O(1) indexed on Espruino, unlike plain arrays which are
- * linked lists there). Integers stay exact because every sum is folded back with `| 0` (ES5 bit
+ * function body on every call (and a loop body on every iteration, skipped branches included):
+ * ONE compression function runs all blocks of a message, and the word loads, the message
+ * schedule and the 64 rounds are three loops with short, branch-free bodies; the words live in
+ * Int32Arrays (flat, O(1) indexed on Espruino, unlike plain arrays, which are linked lists
+ * there). Integers stay exact because every sum is folded back with `| 0` (ES5 bit
  * ops are 32-bit on the device too); no Math.imul, no Math.pow.
  *
  * Resumable form (`sha256Mid`/`sha256Fin`): HMAC hashes a fixed 64-byte key pad in front of every
@@ -54,17 +55,18 @@ function compress(h: Int32Array, m: string): void {
   var i, j, p, x, y, t1, t2, a, b, c, d, e, f, g, hh;
   for (i = 0; i < n; i += 64) {
     a = h[0]; b = h[1]; c = h[2]; d = h[3]; e = h[4]; f = h[5]; g = h[6]; hh = h[7];
+    for (j = 0; j < 16; j++) {
+      p = i + (j << 2);
+      w[j] = (m.charCodeAt(p) << 24) | (m.charCodeAt(p + 1) << 16) | (m.charCodeAt(p + 2) << 8) | m.charCodeAt(p + 3);
+    }
+    for (j = 16; j < 64; j++) {
+      // §6.2.2 step 1: W[t] = s1(W[t-2]) + W[t-7] + s0(W[t-15]) + W[t-16]
+      x = w[j - 15];
+      y = w[j - 2];
+      w[j] = (((x >>> 7) | (x << 25)) ^ ((x >>> 18) | (x << 14)) ^ (x >>> 3)) + w[j - 7] +
+        (((y >>> 17) | (y << 15)) ^ ((y >>> 19) | (y << 13)) ^ (y >>> 10)) + w[j - 16] | 0;
+    }
     for (j = 0; j < 64; j++) {
-      if (j < 16) {
-        p = i + (j << 2);
-        w[j] = (m.charCodeAt(p) << 24) | (m.charCodeAt(p + 1) << 16) | (m.charCodeAt(p + 2) << 8) | m.charCodeAt(p + 3);
-      } else {
-        // §6.2.2 step 1: W[t] = s1(W[t-2]) + W[t-7] + s0(W[t-15]) + W[t-16]
-        x = w[j - 15];
-        y = w[j - 2];
-        w[j] = (((x >>> 7) | (x << 25)) ^ ((x >>> 18) | (x << 14)) ^ (x >>> 3)) + w[j - 7] +
-          (((y >>> 17) | (y << 15)) ^ ((y >>> 19) | (y << 13)) ^ (y >>> 10)) + w[j - 16] | 0;
-      }
       // §6.2.2 step 3: T1 = h + S1(e) + Ch(e,f,g) + K[t] + W[t]; T2 = S0(a) + Maj(a,b,c)
       t1 = hh + (((e >>> 6) | (e << 26)) ^ ((e >>> 11) | (e << 21)) ^ ((e >>> 25) | (e << 7))) +
         (g ^ (e & (f ^ g))) + k[j] + w[j] | 0;
