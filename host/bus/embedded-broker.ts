@@ -131,7 +131,7 @@ class ConnState {
 
   constructor(
     readonly address: string,
-    readonly loopback: boolean,
+    readonly local: boolean,
     readonly guard: FrameGuard,
   ) {}
 }
@@ -381,7 +381,7 @@ export class EmbeddedBus implements Bus {
 
   private _accept(socket: Socket): void {
     const address = socket.remoteAddress ?? '';
-    const loopback = this._isLocal(address);
+    const local = this._isLocal(address);
     if (this._stopping !== null) {
       socket.destroy();
       return;
@@ -392,7 +392,7 @@ export class EmbeddedBus implements Bus {
       return;
     }
     const perAddress = this._perAddress.get(address) ?? 0;
-    if (!loopback && perAddress >= this._o.connectionsPerAddressMax) {
+    if (!local && perAddress >= this._o.connectionsPerAddressMax) {
       this._reject('connections-per-address-max', { address, open: perAddress });
       socket.destroy();
       return;
@@ -410,7 +410,7 @@ export class EmbeddedBus implements Bus {
       /* reported through the stream that wraps it */
     });
     const guard = new FrameGuard(this._o.packetBytesMax);
-    const st = new ConnState(address, loopback, guard);
+    const st = new ConnState(address, local, guard);
     const stream = new GuardedStream(socket, guard, (reason, detail) => this._refuse(st, null, reason, detail));
     this._states.set(stream, st);
     this._need().handle(stream);
@@ -463,7 +463,7 @@ export class EmbeddedBus implements Bus {
     if (clientId === '' && !st.connectClean) return refuse('empty-client-id-persistent', 2, '');
     let principal: Principal;
     if (username === undefined) {
-      if (!st.loopback) return refuse('anonymous-remote', 5, st.address);
+      if (!st.local) return refuse('anonymous-remote', 5, st.address);
       principal = { kind: 'local' };
       if (this._deviceIds.has(clientId)) return refuse('client-id-in-use', 2, 'client id of device ' + clientId);
     } else {
