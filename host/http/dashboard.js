@@ -84,7 +84,7 @@ function showHealth(h, ok) {
   if (!h) return;
   $('node').textContent = h.nodeId;
   $('count').textContent = String(h.devices);
-  $('bus').textContent = h.bus.kind + ' · ' + h.bus.clients + ' clients';
+  $('bus').textContent = h.bus.kind + ' · ' + h.bus.clients + (h.bus.clients === 1 ? ' client' : ' clients');
   $('uptime').textContent = fmtUptime(h.uptimeMs);
 }
 
@@ -106,8 +106,8 @@ function showCluster(c) {
   for (const m of c.members) {
     const tr = el('tr');
     const name = el('td', 'id', m.id);
-    if (m.id === c.leader) name.append(el('span', 'sub', 'leader'));
-    else if (m.self) name.append(el('span', 'sub', 'this node'));
+    const notes = [m.id === c.leader ? 'leader' : '', m.self ? 'this node' : ''].filter(Boolean);
+    if (notes.length) name.append(el('span', 'sub', notes.join(' · ')));
     tr.append(name, el('td', 'mono', m.addr));
     const up = el('td');
     up.append(el('span', 'pill ' + (m.up ? 'up' : 'down'), m.up ? 'up' : 'down'));
@@ -140,6 +140,8 @@ function ensureRow(view) {
   const after = [...body.rows].find((r) => r.dataset.device && r.dataset.device > view.id);
   body.insertBefore(row, after || null);
   $('no-devices').classList.add('hidden');
+  // Until the next health poll, the header counts what the table shows.
+  $('count').textContent = String(Math.max(devices.size, Number($('count').textContent) || 0));
   addDeviceOption(view.id);
   renderRow(d);
   flash(row);

@@ -205,16 +205,23 @@ export class HttpService {
       void this.handle(req, res),
     );
     server.maxConnections = CONNECTIONS_MAX;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.o.port, this.o.host, () => {
-        server.off('error', reject);
-        resolve();
+    // Subscribe BEFORE listening: a refused subscription then leaves no listener behind.
+    const unsubscribe = this.o.api.subscribe((ev) => this.onEvent(ev));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(this.o.port, this.o.host, () => {
+          server.off('error', reject);
+          resolve();
+        });
       });
-    });
+    } catch (e) {
+      unsubscribe();
+      throw e;
+    }
     server.on('error', (e) => this.o.log.error('http server error', { error: e.message }));
     this.server = server;
-    this.unsubscribe = this.o.api.subscribe((ev) => this.onEvent(ev));
+    this.unsubscribe = unsubscribe;
     this.heartbeat = setInterval(() => this.broadcast(':\n\n'), this.heartbeatMs);
     this.heartbeat.unref();
     const a = this.address()!;
@@ -288,7 +295,7 @@ export class HttpService {
       await h(req, res, { url, host, id });
       return;
     }
-    throw new HttpError(404, 'not_found', `no route ${url.pathname}`);
+    throw new HttpError(404, 'not_found', `no route ${url.pathname.slice(0, 128)}`);
   }
 
   /** Returns the Host header when this server answers for it (see the file comment, step 1). */
@@ -314,7 +321,7 @@ export class HttpService {
     if (origin !== undefined) {
       const o = origin.toLowerCase();
       const h = host.toLowerCase();
-      if (o !== 'http://' + h && o !== 'https://' + h) throw new HttpError(403, 'forbidden', `origin ${origin} does not match host ${host}`);
+      if (o !== 'http://' + h && o !== 'https://' + h) throw new HttpError(403, 'forbidden', `origin ${origin.slice(0, 128)} does not match host ${host}`);
     }
     const site = req.headers['sec-fetch-site'];
     if (site === 'cross-site' || site === 'same-site') throw new HttpError(403, 'forbidden', `cross-origin request (sec-fetch-site: ${site})`);
@@ -588,7 +595,8 @@ function hostName(a: string): string {
   return s.includes(':') && !s.startsWith('[') ? `[${s}]` : s;
 }
 
-function isLoopback(addr: string | undefined): boolean {
+/** A peer address on the loopback network (IPv4 127/8, IPv6 ::1, or 127/8 mapped into IPv6). */
+export function isLoopback(addr: string | undefined): boolean {
   if (!addr) return false;
   const a = addr.replace(/^::ffff:/i, '');
   return a === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(a);

@@ -8,7 +8,7 @@ import { request, type IncomingHttpHeaders } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { RpcError, type RpcErrorCode } from '../../../../host/companion-api.js';
-import { HttpService, RPC_STATUS, type HttpServiceOptions } from '../../../../host/http/http-service.js';
+import { HttpService, isLoopback, RPC_STATUS, type HttpServiceOptions } from '../../../../host/http/http-service.js';
 import { memoryLogger } from '../../../../host/log.js';
 import { FakeCompanionApi } from './fake-companion-api.js';
 
@@ -168,6 +168,18 @@ describe('read routes', () => {
     expect(r.status).toBe(200);
     expect(r.text).toBe('');
     expect(Number(r.headers['content-length'])).toBe(Buffer.byteLength(JSON.stringify({ devices: api.devices() })));
+  });
+});
+
+describe('lifecycle', () => {
+  it('a port in use fails start() and leaves no subscription behind', async () => {
+    const port = await start();
+    const other = new FakeCompanionApi();
+    const second = new HttpService({ api: other, host: '127.0.0.1', port, token: TOKEN, log: memoryLogger() });
+    await expect(second.start()).rejects.toThrow(/EADDRINUSE/);
+    expect(other.subscribers()).toBe(0);
+    expect(second.address()).toBeNull();
+    await expect(svc!.start()).rejects.toThrow(/already started/);
   });
 });
 
@@ -412,6 +424,11 @@ describe('dashboard', () => {
     // No inline script and no resource from another origin.
     expect(r.text).not.toMatch(/<script(?![^>]*\bsrc=)[^>]*>/);
     expect(r.text).not.toMatch(/(src|href)="(https?:)?\/\//);
+  });
+
+  it('the token goes only to loopback peers', () => {
+    for (const a of ['127.0.0.1', '127.1.2.3', '::1', '::ffff:127.0.0.1']) expect(isLoopback(a), a).toBe(true);
+    for (const a of [undefined, '', '10.0.0.1', '192.168.1.127', '::ffff:10.0.0.1', 'fe80::1', '::', '0.0.0.0', '128.0.0.1']) expect(isLoopback(a), String(a)).toBe(false);
   });
 
   it('serves the script and the stylesheet with their types', async () => {
