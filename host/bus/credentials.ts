@@ -9,26 +9,26 @@
  *  - device: authenticated with the derived password; lives inside `espfleet/<its id>/`.
  *  - local:  anonymous, accepted only from a loopback address (as Mosquitto accepts local
  *            tools by default); never inside a device's namespace: it cannot publish under
- *            `espfleet/` at all and may read only the status and telemetry topics (what Home
- *            Assistant on the same machine needs), never RPC traffic.
+ *            `espfleet/` at all and may read what devices report (status, telemetry, meta,
+ *            health: what Home Assistant on the same machine needs), never RPC traffic.
  *  - companion: the companion itself; in-process on the embedded broker (no ACL applies),
  *            a configured user on an external broker (see mosquittoAcl below).
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { TOPIC_ROOT, deviceTopic, filtersIntersect } from './topic.js';
+import { ID_LENGTH_MAX, isId } from '../../firmware/config.js';
+import { DEVICE_PUBLISH_LEAVES, DEVICE_SUBSCRIBE_LEAF, TOPIC_ROOT, deviceTopic, filtersIntersect } from './topic.js';
 
 export type Principal = { kind: 'device'; id: string } | { kind: 'local' };
 
 /**
- * Device ids appear as one topic level and as the MQTT client id, so they are restricted to
- * characters with no meaning in topics or filters (no '/', '+', '#', '$', NUL, spaces).
- * deviceIdMax: 64 characters keeps a beacon (at most 512 bytes) far from its limit.
+ * Device ids appear as one topic level and as the MQTT client id. The device config's own rule
+ * (firmware/config.ts isId: 1-32 of A-Z a-z 0-9 _ -) is the one definition, shared here: none of
+ * these characters has a meaning in topics or filters.
  */
-export const DEVICE_ID_MAX = 64;
-const DEVICE_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+export const DEVICE_ID_MAX = ID_LENGTH_MAX;
 
 export function isValidDeviceId(id: string): boolean {
-  return id.length > 0 && id.length <= DEVICE_ID_MAX && DEVICE_ID_RE.test(id);
+  return isId(id);
 }
 
 function fleetKeyBytes(fleetKey: string | Buffer): Buffer {
@@ -61,18 +61,20 @@ export function checkDeviceCredentials(
   return timingSafeEqual(given, expected);
 }
 
-/** Topics a device publishes: its status (birth and will), telemetry and RPC answers. */
+/** Topics a device publishes (topic.ts DEVICE_PUBLISH_LEAVES). */
 export function devicePublishTopics(id: string): string[] {
-  return [deviceTopic(id, 'status'), deviceTopic(id, 'telemetry'), deviceTopic(id, 'rpc/res')];
+  return DEVICE_PUBLISH_LEAVES.map((leaf) => deviceTopic(id, leaf));
 }
 
 /** The only filter a device subscribes to: its RPC requests. */
 export function deviceSubscribeFilter(id: string): string {
-  return deviceTopic(id, 'rpc/req');
+  return deviceTopic(id, DEVICE_SUBSCRIBE_LEAF);
 }
 
-/** Filters a local (anonymous) client may read inside the espfleet namespace. */
-export const LOCAL_READABLE_FILTERS = [TOPIC_ROOT + '/+/status', TOPIC_ROOT + '/+/telemetry'];
+/** Leaves a local (anonymous) client may read: what devices report, never RPC traffic. */
+const LOCAL_READABLE_LEAVES = ['status', 'telemetry', 'meta', 'health'];
+/** The same as filters. */
+export const LOCAL_READABLE_FILTERS = LOCAL_READABLE_LEAVES.map((leaf) => TOPIC_ROOT + '/+/' + leaf);
 
 function inRoot(topic: string): boolean {
   return topic === TOPIC_ROOT || topic.startsWith(TOPIC_ROOT + '/');
@@ -82,7 +84,8 @@ function inRoot(topic: string): boolean {
 export function mayPublish(p: Principal, topic: string): boolean {
   if (topic.charCodeAt(0) === 36 /* $ */) return false;
   if (p.kind === 'device') {
-    return topic === deviceTopic(p.id, 'telemetry') || topic === deviceTopic(p.id, 'status') || topic === deviceTopic(p.id, 'rpc/res');
+    for (const leaf of DEVICE_PUBLISH_LEAVES) if (topic === deviceTopic(p.id, leaf)) return true;
+    return false;
   }
   return !inRoot(topic);
 }
@@ -107,7 +110,7 @@ export function mayReceive(p: Principal, topic: string): boolean {
   if (p.kind === 'device') return topic === deviceSubscribeFilter(p.id);
   if (!inRoot(topic)) return true;
   const parts = topic.split('/');
-  return parts.length === 3 && (parts[2] === 'status' || parts[2] === 'telemetry');
+  return parts.length === 3 && LOCAL_READABLE_LEAVES.includes(parts[2]);
 }
 
 /**
@@ -122,16 +125,13 @@ export function mayReceive(p: Principal, topic: string): boolean {
  */
 export function mosquittoAcl(companionUser: string): string {
   return [
-    '# anonymous clients: read status and telemetry; nothing else under espfleet/',
-    `topic read ${TOPIC_ROOT}/+/status`,
-    `topic read ${TOPIC_ROOT}/+/telemetry`,
+    '# anonymous clients: read what devices report; nothing else under espfleet/',
+    ...LOCAL_READABLE_FILTERS.map((f) => `topic read ${f}`),
     `user ${companionUser}`,
     'topic readwrite #',
     '# every device (username = device id)',
-    `pattern write ${TOPIC_ROOT}/%u/status`,
-    `pattern write ${TOPIC_ROOT}/%u/telemetry`,
-    `pattern write ${TOPIC_ROOT}/%u/rpc/res`,
-    `pattern read ${TOPIC_ROOT}/%u/rpc/req`,
+    ...DEVICE_PUBLISH_LEAVES.map((leaf) => `pattern write ${TOPIC_ROOT}/%u/${leaf}`),
+    `pattern read ${TOPIC_ROOT}/%u/${DEVICE_SUBSCRIBE_LEAF}`,
     '',
   ].join('\n');
 }

@@ -28,7 +28,7 @@ import type {
 } from './bus.js';
 import { dispatchMessage } from './bus.js';
 import { RejectionLog, jsonLineLog, type BusLog } from './rejection-log.js';
-import { TOPIC_ROOT, parseDeviceTopic, topicMatches } from './topic.js';
+import { DEVICE_PUBLISH_LEAVES, TOPIC_ROOT, parseDeviceTopic, topicMatches } from './topic.js';
 
 export interface ExternalBrokerOptions {
   /** mqtt://[user:pass@]host[:port]; user and password may also be given below. */
@@ -46,8 +46,8 @@ export interface ExternalBrokerOptions {
   log?: BusLog;
 }
 
-/** Device topics the companion ingests; subscribed with QoS 1 on the persistent session. */
-export const INGEST_FILTERS = [TOPIC_ROOT + '/+/status', TOPIC_ROOT + '/+/telemetry', TOPIC_ROOT + '/+/rpc/res'];
+/** Device topics the companion ingests (all a device publishes); QoS 1 on the persistent session. */
+export const INGEST_FILTERS = DEVICE_PUBLISH_LEAVES.map((leaf) => TOPIC_ROOT + '/+/' + leaf);
 
 /** The URL without its password, for logs. */
 function redact(url: string): string {

@@ -7,8 +7,13 @@
 /** First level of every espfleet device topic. */
 export const TOPIC_ROOT = 'espfleet';
 
-/** Leaves a device owns under `espfleet/<id>/`. */
-export type DeviceLeaf = 'status' | 'telemetry' | 'rpc/req' | 'rpc/res';
+/** Leaves a device owns under `espfleet/<id>/` (INTERFACES.md, firmware/device.ts). */
+export type DeviceLeaf = 'status' | 'telemetry' | 'meta' | 'health' | 'rpc/req' | 'rpc/res';
+
+/** What a device publishes: birth and will, readings, its description, health reports, RPC answers. */
+export const DEVICE_PUBLISH_LEAVES: readonly DeviceLeaf[] = ['status', 'telemetry', 'meta', 'health', 'rpc/res'];
+/** What a device receives: RPC requests. */
+export const DEVICE_SUBSCRIBE_LEAF: DeviceLeaf = 'rpc/req';
 
 export function deviceTopic(id: string, leaf: DeviceLeaf): string {
   return TOPIC_ROOT + '/' + id + '/' + leaf;
@@ -22,7 +27,8 @@ export function parseDeviceTopic(topic: string): { id: string; leaf: DeviceLeaf 
   if (slash <= 0) return null;
   const id = rest.slice(0, slash);
   const leaf = rest.slice(slash + 1);
-  if (leaf === 'status' || leaf === 'telemetry' || leaf === 'rpc/req' || leaf === 'rpc/res') return { id, leaf };
+  if (leaf === DEVICE_SUBSCRIBE_LEAF) return { id, leaf };
+  for (const l of DEVICE_PUBLISH_LEAVES) if (leaf === l) return { id, leaf: l };
   return null;
 }
 

@@ -216,7 +216,7 @@ describe('embedded bus: ingest hook and PUBACK', () => {
     expect(maxRunning).toBe(1);
   });
 
-  it('the hook gets device id, topic, payload and QoS; status, telemetry and RPC answers all pass through it', async () => {
+  it('the hook gets device id, topic, payload and QoS for everything a device publishes (status, telemetry, meta, health, RPC answers)', async () => {
     const got: Array<[string, string, string, BusPacketInfo]> = [];
     bus.onDevicePublish(async (id, topic, payload, packet) => {
       got.push([id, topic, payload.toString(), packet]);
@@ -225,11 +225,15 @@ describe('embedded bus: ingest hook and PUBACK', () => {
     const d = await device('shed-1');
     await d.publishAsync('espfleet/shed-1/status', 'online', { qos: 1, retain: true });
     await d.publishAsync('espfleet/shed-1/telemetry', '{"seq":1,"ts":5,"r":{"t":21.5},"hist":0}', { qos: 1 });
+    await d.publishAsync('espfleet/shed-1/meta', '{"kind":"esp32"}', { qos: 1, retain: true });
+    await d.publishAsync('espfleet/shed-1/health', '{"mem":1}', { qos: 0 });
     await d.publishAsync('espfleet/shed-1/rpc/res', '{"id":"a","r":1}', { qos: 0 });
-    await until(() => got.length === 3);
+    await until(() => got.length === 5);
     expect(got.map((g) => [g[0], g[1], g[2], g[3].qos, g[3].retain])).toEqual([
       ['shed-1', 'espfleet/shed-1/status', 'online', 1, true],
       ['shed-1', 'espfleet/shed-1/telemetry', '{"seq":1,"ts":5,"r":{"t":21.5},"hist":0}', 1, false],
+      ['shed-1', 'espfleet/shed-1/meta', '{"kind":"esp32"}', 1, true],
+      ['shed-1', 'espfleet/shed-1/health', '{"mem":1}', 0, false],
       ['shed-1', 'espfleet/shed-1/rpc/res', '{"id":"a","r":1}', 0, false],
     ]);
   });

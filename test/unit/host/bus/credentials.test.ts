@@ -48,13 +48,15 @@ describe('checkDeviceCredentials', () => {
 });
 
 describe('isValidDeviceId', () => {
+  // The device config's rule (firmware/config.ts isId): 1-32 of A-Z a-z 0-9 _ -.
   it.each([
     ['shed-1', true],
-    ['A.b_c-9', true],
-    ['x'.repeat(64), true],
-    ['x'.repeat(65), false],
+    ['A_b-9', true],
+    ['-lead', true],
+    ['x'.repeat(32), true],
+    ['x'.repeat(33), false],
     ['', false],
-    ['-lead', false],
+    ['a.b', false],
     ['a/b', false],
     ['a+b', false],
     ['a#', false],
@@ -73,7 +75,10 @@ describe('ACL', () => {
     [dev, 'espfleet/shed-1/telemetry', true],
     [dev, 'espfleet/shed-1/status', true],
     [dev, 'espfleet/shed-1/rpc/res', true],
+    [dev, 'espfleet/shed-1/meta', true],
+    [dev, 'espfleet/shed-1/health', true],
     [dev, 'espfleet/shed-1/rpc/req', false],
+    [dev, 'espfleet/shed-1/other', false],
     [dev, 'espfleet/shed-2/telemetry', false],
     [dev, 'espfleet/shed-1/telemetry/x', false],
     [dev, 'homeassistant/device/shed-1/config', false],
@@ -110,18 +115,23 @@ describe('ACL', () => {
     [dev, 'espfleet/shed-1/telemetry', false],
     [local, 'espfleet/shed-1/telemetry', true],
     [local, 'espfleet/shed-1/status', true],
+    [local, 'espfleet/shed-1/meta', true],
+    [local, 'espfleet/shed-1/health', true],
     [local, 'espfleet/shed-1/rpc/req', false],
     [local, 'espfleet/shed-1/rpc/res', false],
     [local, 'espfleet/x', false],
     [local, 'other/topic', true],
   ])('mayReceive(%o, %s) = %s', (p, t, ok) => expect(mayReceive(p, t)).toBe(ok));
 
-  it('mosquittoAcl gives anonymous read-only status/telemetry before any user line', () => {
+  it('mosquittoAcl gives anonymous clients read-only device reports before any user line, devices their own topics', () => {
     const lines = mosquittoAcl('companion').split('\n');
     const firstUser = lines.findIndex((l) => l.startsWith('user '));
     const anon = lines.slice(0, firstUser).filter((l) => l.startsWith('topic'));
-    expect(anon).toEqual(['topic read espfleet/+/status', 'topic read espfleet/+/telemetry']);
+    expect(anon).toEqual(['status', 'telemetry', 'meta', 'health'].map((l) => `topic read espfleet/+/${l}`));
     expect(lines[firstUser]).toBe('user companion');
-    expect(lines).toContain('pattern read espfleet/%u/rpc/req');
+    expect(lines.filter((l) => l.startsWith('pattern'))).toEqual([
+      ...['status', 'telemetry', 'meta', 'health', 'rpc/res'].map((l) => `pattern write espfleet/%u/${l}`),
+      'pattern read espfleet/%u/rpc/req',
+    ]);
   });
 });

@@ -59,7 +59,7 @@ describe('string checks', () => {
 
 describe('device topics', () => {
   it('round-trips every leaf', () => {
-    for (const leaf of ['status', 'telemetry', 'rpc/req', 'rpc/res'] as const) {
+    for (const leaf of ['status', 'telemetry', 'meta', 'health', 'rpc/req', 'rpc/res'] as const) {
       expect(parseDeviceTopic(deviceTopic('shed-1', leaf))).toEqual({ id: 'shed-1', leaf });
     }
   });
