@@ -584,10 +584,19 @@ export class RaftNode {
     // Raft §5.2 / §5.4.1. A pre-vote for a later term is granted on the log alone: it changes
     // nothing here, and the lease check above already refused it if our leader is alive.
     const respType: MessageType = m.type === 'vote' ? 'voteResp' : 'preVoteResp';
-    const canVote =
+    let canVote =
       this.vote === m.from ||
       (this.vote === '' && this.leader === '') ||
       (m.type === 'preVote' && m.term > this.term);
+    if (canVote && m.type === 'preVote' && this.role === 'preCandidate' && m.term === this.term + 1) {
+      // Tie-break (our addition; pre-votes carry no safety): two pre-candidates whose requests
+      // crossed in flight would both pass and then split the real vote, which in a two-voter
+      // configuration is certain and elsewhere costs another election timeout. Unless the
+      // other's log is strictly newer, the higher id yields to the lower one.
+      const lastTerm = this.log.lastTerm();
+      const newer = m.logTerm > lastTerm || (m.logTerm === lastTerm && m.index > this.log.lastIndex());
+      if (!newer && m.from > this.id) canVote = false;
+    }
     if (canVote && this.log.isUpToDate(m.index, m.logTerm)) {
       // The grant carries the candidate's term: for a pre-vote ours may be lower.
       this._send(blankMessage(respType, this.id, m.from, m.term));
