@@ -41,10 +41,16 @@ export interface UdpSocket {
 
 /** Flash-backed key/value files (Espruino's Storage): names at most 28 characters. */
 export interface BoardStorage {
-  /** The file's contents, or null when absent. */
-  read(name: string): string | null;
+  /** The file's contents (or length bytes from offset), or null when absent. */
+  read(name: string, offset?: number, length?: number): string | null;
   /** Writes the whole file; false when the flash is full or the write failed. */
   write(name: string, data: string): boolean;
+  /**
+   * Writes data at offset. With size the file is first created as size bytes of 0xFF; without,
+   * it must exist and only bytes still 0xFF may change (flash programs bits 1 -> 0 only).
+   * false when the flash is full or the write failed.
+   */
+  writeAt(name: string, data: string, offset: number, size?: number): boolean;
   erase(name: string): void;
   /** Names that start with prefix. */
   list(prefix: string): string[];

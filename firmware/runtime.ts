@@ -81,7 +81,11 @@ export class Runtime {
   run(): void {
     if (this.config === null) {
       if (!this._readConfig()) return;
-      if (this.onConfig) this.onConfig(this.config as unknown as DeviceConfig);
+      if (this.onConfig) {
+        // The owner builds its parts and calls run() again.
+        this.onConfig(this.config as unknown as DeviceConfig);
+        return;
+      }
     }
     var now = this.board.now();
     var parts = this._parts;

@@ -10,9 +10,17 @@ class EspruinoStorageAdapter implements BoardStorage {
   constructor() {
     this._s = require('Storage');
   }
-  read(name: string): string | null {
-    var v = this._s.read(name);
+  read(name: string, offset?: number, length?: number): string | null {
+    var v = offset === undefined ? this._s.read(name) : this._s.read(name, offset, length);
     return v === undefined ? null : v;
+  }
+  writeAt(name: string, data: string, offset: number, size?: number): boolean {
+    try {
+      return (size === undefined ? this._s.write(name, data, offset) : this._s.write(name, data, offset, size)) !== false;
+    } catch (e) {
+      // Full flash, or bytes already programmed at that offset.
+      return false;
+    }
   }
   write(name: string, data: string): boolean {
     try {

@@ -59,8 +59,8 @@ interface EspruinoDgram {
 }
 
 interface EspruinoStorage {
-  read(name: string): string | undefined;
-  write(name: string, data: string): boolean;
+  read(name: string, offset?: number, length?: number): string | undefined;
+  write(name: string, data: string, offset?: number, size?: number): boolean;
   erase(name: string): void;
   list(match?: RegExp | string): string[];
   getFree(): number;

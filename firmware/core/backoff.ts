@@ -43,11 +43,11 @@ export interface BackoffOptions {
 
 /** Shared, immutable settings of a family of backoff values (one per policy, not per delay). */
 class BackoffConfig {
-  _b: number;
-  _c: number;
-  _f: number;
-  _j: number;
-  _r: Rng | null;
+  declare _b: number;
+  declare _c: number;
+  declare _f: number;
+  declare _j: number;
+  declare _r: Rng | null;
 
   constructor(o: BackoffOptions, capDefault: number, factorDefault: number) {
     var j = JITTER_NAMES.indexOf(o.jitter === undefined ? 'none' : o.jitter);
@@ -69,12 +69,12 @@ class BackoffConfig {
 
 export class Backoff {
   /** Delays taken so far; 0 for a fresh backoff. */
-  attempt: number;
+  declare attempt: number;
   /** This step's delay in ms (0 for a fresh backoff). */
-  delayMs: number;
-  _g: BackoffConfig;
+  declare delayMs: number;
+  declare _g: BackoffConfig;
   /** The un-jittered term t(n) (exponential) or the previous delay (decorrelated). */
-  _t: number;
+  declare _t: number;
 
   constructor(g: BackoffConfig, attempt: number, delayMs: number, t: number) {
     this._g = g;

@@ -80,35 +80,35 @@ export interface BreakerJSON {
 
 export class CircuitBreaker {
   /** CLOSED | OPEN | HALF_OPEN | ISOLATED. */
-  state: number;
+  declare state: number;
   /** Increases on every transition. */
-  epoch: number;
+  declare epoch: number;
   /** When the current open period began and how long it lasts. */
-  openedAtMs: number;
-  openMs: number;
-  _cf: number;
-  _fr: number;
-  _ws: number;
-  _cm: number;
-  _pm: number;
-  _pc: number;
-  _pt: number;
-  _b0: Backoff;
-  _ev: ((name: string, breaker: CircuitBreaker) => void) | null;
+  declare openedAtMs: number;
+  declare openMs: number;
+  declare _cf: number;
+  declare _fr: number;
+  declare _ws: number;
+  declare _cm: number;
+  declare _pm: number;
+  declare _pc: number;
+  declare _pt: number;
+  declare _b0: Backoff;
+  declare _ev: ((name: string, breaker: CircuitBreaker) => void) | null;
   /** Open-duration backoff position (null while closed). */
-  _bo: Backoff | null;
+  declare _bo: Backoff | null;
   /** Consecutive failures. */
-  _c: number;
+  declare _c: number;
   /** Count window: one bit per call (1 = failure), ring position _i, _n calls, _f failures. */
-  _w: number[];
-  _i: number;
-  _n: number;
-  _f: number;
+  declare _w: number[];
+  declare _i: number;
+  declare _n: number;
+  declare _f: number;
   /** Half-open: since when, probes admitted, succeeded, failed. */
-  _ht: number;
-  _pa: number;
-  _ps: number;
-  _pf: number;
+  declare _ht: number;
+  declare _pa: number;
+  declare _ps: number;
+  declare _pf: number;
 
   constructor(o: BreakerOptions) {
     var rate = o.failureRate || 0;

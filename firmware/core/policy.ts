@@ -35,7 +35,7 @@
  * a shell that keeps its Call objects (a device supervisor, the host's pool) allocates nothing
  * per successful call. The hot path of [retry, breaker] is a few field writes per layer.
  */
-import { CircuitBreaker, ISOLATED } from './circuit-breaker.js';
+import { CircuitBreaker, CLOSED, ISOLATED } from './circuit-breaker.js';
 import { Retry, RetryPolicy } from './retry.js';
 
 export var CALL_IDLE = 0;
@@ -58,10 +58,11 @@ var K_BREAKER = 2;
 
 /** A time limit on everything inside it, counted from entering the layer. */
 export class Deadline {
-  timeoutMs: number;
+  declare timeoutMs: number;
 
   constructor(timeoutMs: number) {
-    if (!(timeoutMs >= 0)) throw new Error('deadline: timeoutMs must be >= 0');
+    // Zero would let a retry around it start attempts that fail at once, forever.
+    if (!(timeoutMs > 0)) throw new Error('deadline: timeoutMs must be > 0');
     this.timeoutMs = timeoutMs;
   }
 }
@@ -74,23 +75,47 @@ export interface PolicyOptions {
 }
 
 export class Policy {
-  _l: Layer[];
-  _k: number[];
-  _h: ((reason: any) => boolean) | null;
+  declare _l: Layer[];
+  declare _k: number[];
+  declare _h: ((reason: any) => boolean) | null;
+  /** Whether a layer always needs the time: a Deadline, a retry with a budget or a phase. */
+  declare _tm: boolean;
 
   constructor(layers: Layer[], o?: PolicyOptions) {
     var i: number;
     var l: Layer;
     this._l = layers;
     this._k = [];
+    this._tm = false;
     for (i = 0; i < layers.length; i++) {
       l = layers[i];
-      if (l instanceof Deadline) this._k.push(K_DEADLINE);
-      else if (l instanceof RetryPolicy) this._k.push(K_RETRY);
-      else if (l instanceof CircuitBreaker) this._k.push(K_BREAKER);
-      else throw new Error('policy: layer ' + i + ' is not a Deadline, RetryPolicy or CircuitBreaker');
+      if (l instanceof Deadline) {
+        this._k.push(K_DEADLINE);
+        this._tm = true;
+      } else if (l instanceof RetryPolicy) {
+        this._k.push(K_RETRY);
+        if (l._bm !== Infinity || l._pm > 0) this._tm = true;
+      } else if (l instanceof CircuitBreaker) {
+        this._k.push(K_BREAKER);
+      } else {
+        throw new Error('policy: layer ' + i + ' is not a Deadline, RetryPolicy or CircuitBreaker');
+      }
     }
     this._h = (o && o.handles) || null;
+  }
+
+  /**
+   * Whether a call started now, without a deadline of its own, would make a decision that
+   * depends on the time: false when no layer has a deadline, budget or phase and every breaker
+   * is closed (closed breakers and successes ignore the time). A shell whose clock is costly may
+   * then pass any earlier reading of it to start() and to the success, and must read the clock
+   * for everything else. (On some hosts one clock read costs more than the whole core.)
+   */
+  timed(): boolean {
+    var i: number;
+    if (this._tm) return true;
+    for (i = 0; i < this._l.length; i++) if (this._k[i] === K_BREAKER && (this._l[i] as CircuitBreaker).state !== CLOSED) return true;
+    return false;
   }
 
   /** A new, idle call through this policy; keep it and start() it again for the next call. */
@@ -101,28 +126,30 @@ export class Policy {
 
 export class Call {
   /** CALL_* code. */
-  state: number;
+  declare state: number;
   /** Operations run so far in this call. */
-  attempt: number;
+  declare attempt: number;
   /** Identifies the running attempt; outcomes must carry it. */
-  token: number;
+  declare token: number;
   /** Why the call failed (the last failure reported, or one of the REASON_* codes). */
-  reason: any;
+  declare reason: any;
   /** The call's own deadline (Infinity: none). */
-  deadlineMs: number;
+  declare deadlineMs: number;
   /** Outcomes that arrived for an attempt no longer running. */
-  lateCount: number;
-  _p: Policy;
+  declare lateCount: number;
+  declare _p: Policy;
   /** Per layer: the Retry of a retry layer. */
-  _r: (Retry | null)[];
+  declare _r: (Retry | null)[];
   /** Per layer: the active deadline of an entered Deadline layer, else Infinity. */
-  _d: number[];
+  declare _d: number[];
   /** Per layer: the breaker epoch that admitted the attempt, -1 when none. */
-  _e: number[];
+  declare _e: number[];
   /** Layers entered, from the outermost: [0, _in). */
-  _in: number;
+  declare _in: number;
+  /** The earliest active deadline: the call's own and those of the entered Deadline layers. */
+  declare _dm: number;
   /** The retry layer that is waiting, -1 when none. */
-  _wl: number;
+  declare _wl: number;
 
   constructor(p: Policy) {
     var i: number;
@@ -142,6 +169,7 @@ export class Call {
     this.deadlineMs = Infinity;
     this.lateCount = 0;
     this._in = 0;
+    this._dm = Infinity;
     this._wl = -1;
   }
 
@@ -149,27 +177,28 @@ export class Call {
   start(nowMs: number, deadlineMs?: number): number {
     if (this.state === CALL_RUN || this.state === CALL_WAIT) this.cancel(nowMs);
     this.deadlineMs = deadlineMs === undefined ? Infinity : deadlineMs;
+    this._dm = this.deadlineMs;
     this.attempt = 0;
     this.reason = undefined;
     if (nowMs >= this.deadlineMs) return this._end(CALL_FAILED, REASON_DEADLINE);
-    return this._go(nowMs, 0, true, false, undefined, undefined);
+    return this._down(nowMs, 0);
   }
 
   succeeded(nowMs: number, token: number): number {
-    if (this.state !== CALL_RUN || token !== this.token || this._expire(nowMs)) {
+    if (this.state !== CALL_RUN || token !== this.token || (nowMs >= this._dm && this._expire(nowMs))) {
       this.lateCount++;
       return this.state;
     }
-    return this._go(nowMs, this._in - 1, false, true, undefined, undefined);
+    return this._up(nowMs, this._in - 1, true, undefined, undefined);
   }
 
   /** retryAtMs: optional hint from the failure of when another attempt could succeed. */
   failed(nowMs: number, token: number, reason: any, retryAtMs?: number): number {
-    if (this.state !== CALL_RUN || token !== this.token || this._expire(nowMs)) {
+    if (this.state !== CALL_RUN || token !== this.token || (nowMs >= this._dm && this._expire(nowMs))) {
       this.lateCount++;
       return this.state;
     }
-    return this._go(nowMs, this._in - 1, false, false, reason, retryAtMs);
+    return this._up(nowMs, this._in - 1, false, reason, retryAtMs);
   }
 
   /** Ends a wait that is over and fires deadlines that have passed. */
@@ -179,7 +208,7 @@ export class Call {
     if (this.state === CALL_WAIT && (this._r[this._wl] as Retry).tick(nowMs)) {
       i = this._wl;
       this._wl = -1;
-      return this._go(nowMs, i + 1, true, false, undefined, undefined);
+      return this._down(nowMs, i + 1);
     }
     return this.state;
   }
@@ -192,10 +221,8 @@ export class Call {
 
   /** When tick() must run next: the end of a wait or the earliest active deadline. */
   nextDeadlineMs(): number {
-    var d = this.deadlineMs;
-    var i: number;
+    var d = this._dm;
     if (this.state !== CALL_RUN && this.state !== CALL_WAIT) return Infinity;
-    for (i = 0; i < this._in; i++) if (this._d[i] < d) d = this._d[i];
     if (this.state === CALL_WAIT && (this._r[this._wl] as Retry).wakeMs < d) d = (this._r[this._wl] as Retry).wakeMs;
     return d;
   }
@@ -206,7 +233,7 @@ export class Call {
    */
   _expire(nowMs: number): boolean {
     var i: number;
-    if (this.state !== CALL_RUN && this.state !== CALL_WAIT) return false;
+    if (nowMs < this._dm || (this.state !== CALL_RUN && this.state !== CALL_WAIT)) return false;
     if (nowMs >= this.deadlineMs) {
       this._abandon(nowMs, 0, REASON_DEADLINE);
       this._end(CALL_FAILED, REASON_DEADLINE);
@@ -215,7 +242,7 @@ export class Call {
     for (i = 0; i < this._in; i++) {
       if (nowMs >= this._d[i]) {
         this._abandon(nowMs, i + 1, REASON_TIMEOUT);
-        this._go(nowMs, i, false, false, REASON_TIMEOUT, undefined);
+        this._up(nowMs, i, false, REASON_TIMEOUT, undefined);
         return true;
       }
     }
@@ -249,92 +276,94 @@ export class Call {
       }
     }
     this._in = to;
+    this._dm = this._limit(to);
   }
 
   /**
-   * The engine: enters layers from i inward (down) or passes an outcome from layer i outward,
-   * switching direction when a breaker rejects or a retry schedules another attempt, until the
-   * call runs, waits or ends. A loop, not recursion, so retries without delay cost no stack.
+   * Enters the layers from i inward. All admit: the attempt runs. A breaker rejects (or a retry
+   * finds its deadline already passed): that failure flows outward from the layer before it.
+   * _down and _up call each other only when a retry schedules an attempt with no delay, and a
+   * synchronous rejection always carries a wait (an open breaker's reopening time) or ends the
+   * retry, so the recursion stays a few frames deep; positive timeouts and budgets (asserted)
+   * keep a retry from starting an inner layer that fails synchronously forever.
    */
-  _go(nowMs: number, i: number, down: boolean, ok: boolean, reason: any, hint: any): number {
+  _down(nowMs: number, i: number): number {
     var p = this._p;
     var n = p._l.length;
     var k: number;
     var l: Layer;
-    var r: Retry;
     var w: number;
-    var handled = true;
-    for (;;) {
-      if (down) {
-        if (i === n) {
-          this.attempt++;
-          this.token++;
-          this.state = CALL_RUN;
-          return CALL_RUN;
+    for (; i < n; i++) {
+      k = p._k[i];
+      l = p._l[i];
+      if (k === K_BREAKER) {
+        if (!(l as CircuitBreaker).allow(nowMs)) {
+          this._in = i;
+          return this._up(nowMs, i - 1, false, (l as CircuitBreaker).state === ISOLATED ? REASON_ISOLATED : REASON_OPEN, (l as CircuitBreaker).nextDeadlineMs());
         }
-        k = p._k[i];
-        l = p._l[i];
-        if (k === K_BREAKER) {
-          if (!(l as CircuitBreaker).allow(nowMs)) {
-            down = false;
-            reason = (l as CircuitBreaker).state === ISOLATED ? REASON_ISOLATED : REASON_OPEN;
-            hint = (l as CircuitBreaker).nextDeadlineMs();
-            this._in = i;
-            i--;
-            continue;
-          }
-          this._e[i] = (l as CircuitBreaker).epoch;
-        } else if (k === K_RETRY) {
-          w = (this._r[i] as Retry).start(nowMs, this._limit(i));
-          if (w < 0) {
-            down = false;
-            reason = REASON_DEADLINE;
-            hint = undefined;
-            this._in = i;
-            i--;
-            continue;
-          }
-          if (w > 0) return this._wait(i);
-        } else {
-          this._d[i] = nowMs + (l as Deadline).timeoutMs;
+        this._e[i] = (l as CircuitBreaker).epoch;
+      } else if (k === K_RETRY) {
+        // The entered layers are exactly those enclosing i: _dm is their tightest deadline.
+        w = (this._r[i] as Retry).start(nowMs, this._dm);
+        if (w < 0) {
+          this._in = i;
+          return this._up(nowMs, i - 1, false, REASON_DEADLINE, undefined);
         }
-        this._in = i + 1;
-        i++;
+        if (w > 0) return this._wait(i);
       } else {
-        if (i < 0) return this._end(ok ? CALL_DONE : CALL_FAILED, reason);
-        if (!ok && handled && p._h && !p._h(reason)) handled = false;
-        k = p._k[i];
-        if (k === K_BREAKER) {
-          l = p._l[i];
-          if (this._e[i] === (l as CircuitBreaker).epoch) {
-            if (ok) (l as CircuitBreaker).success(nowMs);
-            else if (handled) (l as CircuitBreaker).failure(nowMs);
-            else (l as CircuitBreaker).release();
-          }
-          this._e[i] = -1;
-        } else if (k === K_RETRY) {
-          r = this._r[i] as Retry;
-          if (ok) r.success(nowMs);
-          else if (!handled) r.cancel('fatal');
-          else {
-            w = r.failure(nowMs, reason, hint);
-            if (w === 0) {
-              down = true;
-              i++;
-              continue;
-            }
-            if (w > 0) return this._wait(i);
-          }
-        } else {
-          this._d[i] = Infinity;
-        }
-        this._in = i;
-        i--;
+        w = nowMs + (l as Deadline).timeoutMs;
+        this._d[i] = w;
+        if (w < this._dm) this._dm = w;
       }
+      this._in = i + 1;
     }
+    this.attempt++;
+    this.token++;
+    this.state = CALL_RUN;
+    return CALL_RUN;
   }
 
-  /** The tightest deadline enclosing layer i: no retry inside may start an attempt past it. */
+  /**
+   * Passes an outcome outward from layer i: breakers count it (if still in the epoch that
+   * admitted the attempt), Deadline layers close, a retry may turn a failure into a wait or an
+   * immediate new attempt (back to _down); past the outermost layer the call ends.
+   */
+  _up(nowMs: number, i: number, ok: boolean, reason: any, hint: any): number {
+    var p = this._p;
+    var handled = ok || !p._h || p._h(reason);
+    var k: number;
+    var b: CircuitBreaker;
+    var r: Retry;
+    var w: number;
+    for (; i >= 0; i--) {
+      k = p._k[i];
+      if (k === K_BREAKER) {
+        b = p._l[i] as CircuitBreaker;
+        if (this._e[i] === b.epoch) {
+          if (ok) b.success(nowMs);
+          else if (handled) b.failure(nowMs);
+          else b.release();
+        }
+        this._e[i] = -1;
+      } else if (k === K_RETRY) {
+        r = this._r[i] as Retry;
+        if (ok) r.success(nowMs);
+        else if (!handled) r.cancel('fatal');
+        else {
+          w = r.failure(nowMs, reason, hint);
+          if (w === 0) return this._down(nowMs, i + 1);
+          if (w > 0) return this._wait(i);
+        }
+      } else {
+        this._d[i] = Infinity;
+        this._dm = this._limit(i);
+      }
+      this._in = i;
+    }
+    return this._end(ok ? CALL_DONE : CALL_FAILED, reason);
+  }
+
+  /** The tightest deadline of the layers enclosing layer i (and of the call itself). */
   _limit(i: number): number {
     var d = this.deadlineMs;
     var j: number;

@@ -61,25 +61,25 @@ export interface RequesterOptions {
 }
 
 export class Requester {
-  lateCount: number;
-  duplicateCount: number;
-  unknownCount: number;
-  completedCount: number;
-  errorCount: number;
+  declare lateCount: number;
+  declare duplicateCount: number;
+  declare unknownCount: number;
+  declare completedCount: number;
+  declare errorCount: number;
   /** Requests holding a slot. */
-  size: number;
-  _id: string[];
-  _st: number[];
-  _dl: number[];
-  _sn: number[];
-  _ok: boolean[];
-  _v: any[];
-  _rid: string[];
-  _rst: number[];
-  _ri: number;
-  _sq: number;
-  _px: string;
-  _ev: ((name: string, slot: number, id: string) => void) | null;
+  declare size: number;
+  declare _id: string[];
+  declare _st: number[];
+  declare _dl: number[];
+  declare _sn: number[];
+  declare _ok: boolean[];
+  declare _v: any[];
+  declare _rid: string[];
+  declare _rst: number[];
+  declare _ri: number;
+  declare _sq: number;
+  declare _px: string;
+  declare _ev: ((name: string, slot: number, id: string) => void) | null;
 
   constructor(o: RequesterOptions) {
     var n = o.inflightMax;
@@ -322,17 +322,17 @@ export interface AnswerCacheOptions {
  */
 export class AnswerCache {
   /** The cached answer, set by begin() when it returns ANSWER_REPLAY. */
-  answer: string;
-  replayCount: number;
-  pendingCount: number;
-  expiredCount: number;
-  busyCount: number;
-  invalidCount: number;
-  _id: string[];
-  _a: (string | null)[];
-  _dl: number[];
-  _sq: number[];
-  _n: number;
+  declare answer: string;
+  declare replayCount: number;
+  declare pendingCount: number;
+  declare expiredCount: number;
+  declare busyCount: number;
+  declare invalidCount: number;
+  declare _id: string[];
+  declare _a: (string | null)[];
+  declare _dl: number[];
+  declare _sq: number[];
+  declare _n: number;
 
   constructor(o: AnswerCacheOptions) {
     var i: number;

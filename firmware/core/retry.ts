@@ -57,17 +57,18 @@ export interface RetryOptions {
 }
 
 export class RetryPolicy {
-  _am: number;
-  _bm: number;
-  _bo: Backoff;
-  _rf: ((reason: any) => boolean) | null;
-  _pm: number;
-  _rg: Rng | null;
-  _ev: ((name: string, retry: Retry) => void) | null;
+  declare _am: number;
+  declare _bm: number;
+  declare _bo: Backoff;
+  declare _rf: ((reason: any) => boolean) | null;
+  declare _pm: number;
+  declare _rg: Rng | null;
+  declare _ev: ((name: string, retry: Retry) => void) | null;
 
   constructor(o: RetryOptions) {
     var pm = o.phaseMs || 0;
     if (!(o.attemptsMax >= 1)) throw new Error('retry: attemptsMax must be >= 1');
+    if (o.budgetMs !== undefined && !(o.budgetMs > 0)) throw new Error('retry: budgetMs must be > 0');
     if (pm > 0 && !o.rng) throw new Error('retry: phaseMs needs an rng');
     this._am = o.attemptsMax;
     this._bm = o.budgetMs === undefined ? Infinity : o.budgetMs;
@@ -81,22 +82,22 @@ export class RetryPolicy {
 
 export class Retry {
   /** RETRY_* code. */
-  state: number;
+  declare state: number;
   /** The attempt running or about to run, 1-based; 0 before start(). */
-  attempt: number;
+  declare attempt: number;
   /** When the next attempt is due (while waiting). */
-  wakeMs: number;
+  declare wakeMs: number;
   /** No attempt starts at or after this. */
-  deadlineMs: number;
+  declare deadlineMs: number;
   /** The last wait chosen (phase or backoff), ms. */
-  delayMs: number;
+  declare delayMs: number;
   /** The backoff position reached in this run. */
-  backoff: Backoff;
+  declare backoff: Backoff;
   /** The last failure reported. */
-  reason: any;
+  declare reason: any;
   /** After giving up: 'fatal' | 'attempts' | 'deadline' | 'cancelled'. */
-  why: string;
-  _p: RetryPolicy;
+  declare why: string;
+  declare _p: RetryPolicy;
 
   constructor(p: RetryPolicy) {
     this._p = p;
