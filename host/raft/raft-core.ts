@@ -183,7 +183,7 @@ export class RaftNode {
   _msgs: Message[] = [];
   _prevHard: HardState;
   _readyOut = false;
-  _tickFn: () => void;
+  _tickFn: (n: number) => void;
   _stepFn: (m: Message) => void;
 
   constructor(cfg: RaftConfig, persisted: PersistedState | null) {
@@ -232,11 +232,16 @@ export class RaftNode {
 
   // ---------------------------------------------------------------- inputs
 
-  /** One tick of the logical clock. */
-  tick(): void {
+  /**
+   * Advance the logical clock by `n` ticks (default 1), evaluated ONCE at the end: after a pause
+   * the shell passes every missed tick in one call, so a leader whose lease ran out steps down
+   * without first sending a burst of heartbeats on authority it no longer has.
+   */
+  tick(n = 1): void {
     this._assertNotInReady();
-    this._tick++;
-    this._tickFn();
+    const k = n >= 1 ? Math.floor(n) : 1;
+    this._tick += k;
+    this._tickFn(k);
   }
 
   /**
@@ -534,15 +539,15 @@ export class RaftNode {
 
   // ---------------------------------------------------------------- ticks
 
-  _tickElection(): void {
-    this._electionElapsed++;
+  _tickElection(n: number): void {
+    this._electionElapsed += n;
     if (this._promotable() && this._electionElapsed >= this._randomizedTimeout) {
       this._electionElapsed = 0;
       this._campaign(this._preVote ? 'preVote' : 'vote');
     }
   }
 
-  _tickHeartbeat(): void {
+  _tickHeartbeat(n: number): void {
     // Check-quorum (thesis §6.2): a leader cut off from a quorum for a whole election timeout
     // steps down, BEFORE doing anything else on this tick. The followers stop honouring its
     // lease at about the same time (they count the same timeout since they last heard from it),
@@ -551,7 +556,7 @@ export class RaftNode {
       this._becomeFollower(this.term, '');
       return;
     }
-    this._heartbeatElapsed++;
+    this._heartbeatElapsed += n;
     if (this._heartbeatElapsed >= this._heartbeatTicks) {
       this._heartbeatElapsed = 0;
       this._bcastHeartbeat();

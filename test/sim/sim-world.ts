@@ -555,7 +555,7 @@ export class SimWorld {
     const wasLeader = sn.node.role === 'leader';
     const elapsedTicks = Math.floor(((this.now - sn.pausedAt) * sn.rate) / this.cfg.tickMs);
     const catchUp = Math.min(elapsedTicks, 2 * this.cfg.electionTicks + 1);
-    for (let i = 0; i < catchUp; i++) sn.node.tick();
+    if (catchUp > 0) sn.node.tick(catchUp);
     this._log(sn.id + ' RESUME after ' + Math.round(this.now - sn.pausedAt) + ' ms, ' + catchUp + ' ticks, role ' + sn.node.role);
     if (wasLeader && elapsedTicks >= this.cfg.electionTicks && sn.node.role === 'leader') {
       this._violate(sn.id + ' was paused past the election timeout and is still leader after its missed ticks, before any message');
