@@ -330,7 +330,12 @@ export class EmulatedBoard {
               : `Module ${n} not found (board ${profile.name} has: ${profile.modules.join(', ')})`,
           );
         }
-        if (!loaded.has(n)) loaded.set(n, modules[n]());
+        if (!loaded.has(n)) {
+          const m = modules[n]() as object;
+          // Native on the device: never counted as the bundle's memory.
+          board.skip.add(m);
+          loaded.set(n, m);
+        }
         return loaded.get(n);
       },
       E: {

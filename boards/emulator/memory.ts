@@ -4,8 +4,11 @@
  *   number, boolean, {} and a string of up to 4 chars: 1 var; a longer string 2 + len/12;
  *   each object or array member: 1 var for its name (plus the name's own chars past 4), plus its
  *   value unless the value is a small integer or boolean kept inline ({a:1} = 2, [1,2,3] = 4);
- *   a function 4 vars; typed arrays dense (2 + bytes/12).
- * Code run from Storage costs about 642 vars per 10 KB of bundle (function bodies stay in flash).
+ *   typed arrays dense (2 + bytes/12).
+ * Code run from Storage costs about 642 vars per 10 KB of bundle (function bodies stay in flash);
+ * that measured figure covers the bundle's functions and prototypes, so the walk counts a
+ * function value as the 1 var of its reference and does not enter it (codeVars() adds the code).
+ * The interpreter's modules (what `require` returns) are native and cost nothing here.
  *
  * Closures are invisible to a walker: the firmware keeps its state in objects reachable from
  * `global.espfleet`, so what the runtime holds is counted.
@@ -32,10 +35,10 @@ export function codeVars(bundleBytes: number, fromStorage: boolean): number {
  */
 export function sizeOf(root: unknown, skip: WeakSet<object>, seen: WeakSet<object> = new WeakSet(), depthMax = 64): number {
   let total = 0;
-  const stack: Array<[unknown, number]> = [[root, 0]];
+  const stack: Array<[unknown, number, boolean?]> = [[root, 0]];
   let steps = 0;
   while (stack.length) {
-    const [v, depth] = stack.pop()!;
+    const [v, depth, isProto] = stack.pop()!;
     if (++steps > 2_000_000) break; // a bound on the walk itself, whatever the bundle built
     if (v === null || v === undefined || typeof v === 'boolean' || typeof v === 'number') {
       total += 1;
@@ -60,7 +63,11 @@ export function sizeOf(root: unknown, skip: WeakSet<object>, seen: WeakSet<objec
       total += 2 + Math.ceil((o as ArrayBuffer).byteLength / 12);
       continue;
     }
-    total += typeof o === 'function' ? 4 : 1;
+    if (typeof o === 'function') {
+      total += 1;
+      continue;
+    }
+    if (!isProto) total += 1;
     if (depth >= depthMax) continue;
     let keys: string[];
     try {
@@ -69,22 +76,20 @@ export function sizeOf(root: unknown, skip: WeakSet<object>, seen: WeakSet<objec
       continue;
     }
     for (const k of keys) {
-      if (typeof o === 'function' && (k === 'length' || k === 'name' || k === 'prototype' || k === 'arguments' || k === 'caller')) continue;
       if (Array.isArray(o) && k === 'length') continue;
       const desc = Object.getOwnPropertyDescriptor(o, k);
+      // A prototype's methods and accessors are code (see above): only its data is counted.
+      if (isProto && (!desc || !('value' in desc) || typeof desc.value === 'function' || k === 'constructor')) continue;
       total += 1 + (k.length > 4 ? Math.ceil((k.length - 4) / 12) : 0);
       if (!desc || !('value' in desc)) continue;
       const val = desc.value;
       if (inlineValue(val)) continue;
       stack.push([val, depth + 1]);
     }
-    if (typeof o === 'function') {
-      const proto = (o as { prototype?: unknown }).prototype;
-      if (proto && typeof proto === 'object' && !skip.has(proto)) stack.push([proto, depth + 1]);
-    } else {
-      const proto = Object.getPrototypeOf(o);
-      if (proto && !skip.has(proto)) stack.push([proto, depth + 1]);
-    }
+    // An instance's class prototype holds methods (code, counted by codeVars); data kept on a
+    // prototype is rare in the firmware and would be counted once through any instance.
+    const proto = Object.getPrototypeOf(o);
+    if (proto && !skip.has(proto)) stack.push([proto, depth + 1, true]);
   }
   return total;
 }

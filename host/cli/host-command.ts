@@ -9,7 +9,9 @@ import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Emulator } from '../../boards/emulator/emulator.js';
 import { listBoards } from '../../boards/profiles.js';
+import { randomBytes } from 'node:crypto';
 import { Companion, newFleetKey } from '../companion.js';
+import { HttpService } from '../http/http-service.js';
 import { createLogger } from '../log.js';
 import type { CommandSpec, FlagSpec, Parsed } from './args.js';
 import { UsageError } from './args.js';
@@ -88,8 +90,24 @@ export function resolveFleetKey(given: unknown, dataDir: string): { key: string;
 
 export interface RunningHost {
   companion: Companion;
+  http: HttpService;
   emulator: Emulator | null;
+  /** The dashboard's address. */
+  url: string;
   stop(): Promise<void>;
+}
+
+/** The HTTP API token: `<data>/http.token`, created (0600) on first start; `espfleet call` reads it. */
+export function resolveToken(dataDir: string): string {
+  const file = join(dataDir, 'http.token');
+  if (existsSync(file)) {
+    const t = readFileSync(file, 'utf8').trim();
+    if (/^[A-Za-z0-9._~+/-]{16,512}$/.test(t)) return t;
+  }
+  mkdirSync(dataDir, { recursive: true });
+  const t = randomBytes(24).toString('base64url');
+  writeFileSync(file, t + '\n', { mode: 0o600 });
+  return t;
 }
 
 export async function startHost(f: Record<string, unknown>): Promise<RunningHost> {
@@ -113,6 +131,16 @@ export async function startHost(f: Record<string, unknown>): Promise<RunningHost
   });
   await companion.start();
   log.info('fleet key', { source });
+  const http = new HttpService({ api: companion, host: String(f.bind), port: Number(f['http-port']), token: resolveToken(dataDir), log });
+  try {
+    await http.start();
+  } catch (e) {
+    await companion.stop();
+    throw e;
+  }
+  const ha = http.address();
+  const shown = !ha || ha.address === '0.0.0.0' || ha.address === '::' ? '127.0.0.1' : ha.address;
+  const url = `http://${shown.includes(':') ? `[${shown}]` : shown}:${ha ? ha.port : f['http-port']}/`;
   let emulator: Emulator | null = null;
   const count = Number(f.emulate);
   if (count > 0) {
@@ -131,9 +159,12 @@ export async function startHost(f: Record<string, unknown>): Promise<RunningHost
   }
   return {
     companion,
+    http,
     emulator,
+    url,
     async stop() {
       emulator?.close();
+      await http.stop();
       await companion.stop();
     },
   };
@@ -145,6 +176,7 @@ export async function runHost(p: Parsed, argv: string[]): Promise<number> {
   const a = host.companion.bus.address();
   console.log(`espfleet host ${host.companion.nodeId}: broker ${host.companion.bus.kind} ${a ? `${a.host}:${a.port}` : ''}, discovery udp ${host.companion.discovery.port()}`);
   if (host.emulator) console.log(`espfleet host: ${host.emulator.boards.size} emulated boards running`);
+  console.log(`espfleet host: dashboard at ${host.url}`);
   await new Promise<void>((resolveStop) => {
     process.once('SIGINT', resolveStop);
     process.once('SIGTERM', resolveStop);
