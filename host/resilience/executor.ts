@@ -94,7 +94,7 @@ class Ctx {
     this.call = ex.policy.call();
     // Bound once per context, never per call: the hot path passes these to then().
     this.onOk = (v) => {
-      // No deadline was active, so time only orders breaker outcomes: the start time will do.
+      // No deadline was active and a success ignores the time: the start time will do.
       const st = this.call.succeeded(this.startMs, this.token);
       if (st === CALL_DONE) {
         ex._release(this);
@@ -111,6 +111,7 @@ export class ResilienceExecutor {
   readonly now: () => number;
   /** Outcomes of abandoned attempts (after a timeout or a cancel), dropped. */
   lateCount = 0;
+  private lastNow = 0;
   private readonly timers: Timers;
   private readonly pool: Ctx[] = [];
   private readonly poolMax: number;
@@ -118,6 +119,7 @@ export class ResilienceExecutor {
   constructor(layers: Layer[] | Policy, o: ExecutorOptions = {}) {
     this.policy = layers instanceof Policy ? layers : new Policy(layers, o.handles ? { handles: o.handles } : undefined);
     this.now = o.now ?? Date.now;
+    this.lastNow = this.now();
     this.timers = o.timers ?? realTimers;
     this.poolMax = o.poolMax ?? 64;
   }
@@ -125,7 +127,9 @@ export class ResilienceExecutor {
   execute<T>(fn: Operation<T>, o?: ExecuteOptions): Promise<T> {
     const ctx = this.pool.pop() ?? new Ctx(this);
     const call = ctx.call;
-    const now = this.now();
+    // Read the clock only when a decision depends on it (policy.timed()): a clock read can cost
+    // more than the whole core. Otherwise the last reading stands in; failures read it afresh.
+    const now = o?.deadlineMs !== undefined || this.policy.timed() ? (this.lastNow = this.now()) : this.lastNow;
     const st = call.start(now, o?.deadlineMs);
     ctx.fn = fn as Operation<unknown>;
     if (st !== CALL_RUN || o?.signal !== undefined || call.nextDeadlineMs() !== Infinity) {

@@ -301,9 +301,24 @@ describe.each(impls)('policy traces (%s)', (_name, impl) => {
     expect(call.lateCount).toBe(0);
   });
 
-  it('rejects what is not a layer', () => {
+  it('timed(): true only while some decision would depend on the time', () => {
+    const br = new impl.cb.CircuitBreaker({ consecutiveFailures: 1, openMs: 100 });
+    const p = new impl.policy.Policy([new impl.retry.RetryPolicy({ attemptsMax: 3 }), br]);
+    expect(p.timed()).toBe(false);
+    br.failure(0);
+    expect(p.timed()).toBe(true);
+    br.reset(1);
+    expect(p.timed()).toBe(false);
+    expect(new impl.policy.Policy([new impl.policy.Deadline(10)]).timed()).toBe(true);
+    expect(new impl.policy.Policy([new impl.retry.RetryPolicy({ attemptsMax: 3, budgetMs: 500 })]).timed()).toBe(true);
+  });
+
+  it('rejects what is not a layer, and timeouts or budgets of zero', () => {
     expect(() => new impl.policy.Policy([{} as any])).toThrow();
     expect(() => new impl.policy.Deadline(-1)).toThrow();
+    // Zero would let a retry around it spin on attempts that fail synchronously.
+    expect(() => new impl.policy.Deadline(0)).toThrow();
+    expect(() => new impl.retry.RetryPolicy({ attemptsMax: 2, budgetMs: 0 })).toThrow();
   });
 });
 
