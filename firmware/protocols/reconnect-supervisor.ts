@@ -50,7 +50,7 @@ export var ACT_NONE = 0;
 export var ACT_CONNECT = 1;
 export var ACT_ABORT = 2;
 
-/** Distinct failure kinds counted; more go under 'other' (the reasons come from our own code). */
+/** Distinct failure kinds counted, 'other' included (it takes the rest): kept in flash with the state. */
 export var KINDS_MAX = 8;
 /** A kind is at most this long: it is stored in flash with the state. */
 export var KIND_CHARS_MAX = 12;
@@ -148,7 +148,7 @@ export class ReconnectSupervisor {
     }
     if (saved.f && typeof saved.f === 'object') {
       for (k in saved.f) {
-        if (isCount(saved.f[k]) && k.length <= KIND_CHARS_MAX && !(k in this.kinds) && countKeys(this.kinds) < KINDS_MAX) this.kinds[k] = saved.f[k];
+        if (isCount(saved.f[k]) && k.length <= KIND_CHARS_MAX && countKeys(this.kinds) < KINDS_MAX) this.kinds[k] = saved.f[k];
       }
     }
     if (saved.k) this._rb = saved.k;
@@ -238,7 +238,7 @@ export class ReconnectSupervisor {
     var i = reason.indexOf(':');
     var kind = (i < 0 ? reason : reason.substring(0, i)).substring(0, KIND_CHARS_MAX);
     var d: number;
-    if (!(kind in this.kinds) && countKeys(this.kinds) >= KINDS_MAX) kind = 'other';
+    if (!(kind in this.kinds) && countKeys(this.kinds) >= KINDS_MAX - 1) kind = 'other';
     this.kinds[kind] = (this.kinds[kind] || 0) + 1;
     this.failures++;
     this.lastReason = reason;
