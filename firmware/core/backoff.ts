@@ -56,7 +56,7 @@ class BackoffConfig {
     var f = o.factor === undefined ? (j === JITTER_DECORRELATED ? 3 : factorDefault) : o.factor;
     if (j < 0) throw new Error('backoff: unknown jitter ' + o.jitter);
     if (!(b >= 0) || !(c >= b) || !isFinite(c) || !(f >= 1)) {
-      throw new Error('backoff: need 0 <= baseMs <= capMs < Infinity and factor >= 1');
+      throw new Error('backoff: need 0 <= baseMs <= capMs < Infinity, factor >= 1');
     }
     if (j !== JITTER_NONE && !o.rng) throw new Error('backoff: jitter needs an rng');
     this._b = b;
@@ -106,7 +106,10 @@ export class Backoff {
     return this.attempt ? new Backoff(this._g, 0, 0, 0) : this;
   }
 
-  /** [attempt, t, delayMs]: enough to continue the sequence after a reboot (restoreBackoff). */
+  /**
+   * [attempt, t, delayMs]: enough to continue the sequence after a reboot (restoreBackoff).
+   * Call it explicitly: Espruino's JSON.stringify ignores toJSON methods.
+   */
   toJSON(): number[] {
     return [this.attempt, this._t, this.delayMs];
   }

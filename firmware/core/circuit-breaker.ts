@@ -30,7 +30,9 @@
  *
  * Persistence: `toJSON()` is a small plain object; `restoreBreaker(opts, json, nowMs)` rebuilds
  * the breaker (a device keeps it across a reboot or deep sleep). Half-open is saved as open
- * with its open period already over, so a restored breaker probes at once.
+ * with its open period already over, so a restored breaker probes at once. Call toJSON()
+ * yourself (`Storage.writeJSON(name, breaker.toJSON())`): Espruino's JSON.stringify does not
+ * call toJSON methods, it would dump the private fields instead.
  */
 import { Backoff, constantBackoff, restoreBackoff } from './backoff.js';
 
@@ -125,7 +127,7 @@ export class CircuitBreaker {
     this._b0 = o.openBackoff ? o.openBackoff.first() : constantBackoff({ baseMs: o.openMs === undefined ? 10000 : o.openMs });
     this._ev = o.onEvent || null;
     if (!(rate >= 0 && rate <= 1) || ws > WINDOW_SIZE_MAX || this._cm > ws || this._pc > pm || this._pc < 1) {
-      throw new Error('breaker: need 0 < failureRate <= 1, callsMin <= windowSize <= 1024, 1 <= probesToClose <= probesMax');
+      throw new Error('breaker: bad failureRate, windowSize, callsMin or probes');
     }
     this._w = [];
     for (i = 0; i < ws; i += 32) this._w.push(0);

@@ -135,7 +135,7 @@ describe.each(impls)('backoff (%s)', (_name, { backoff: B, rng: R }) => {
       const start = B.exponentialBackoff({ baseMs: 100, capMs: 20000, jitter, rng: new R.SeededRng(3) });
       let b = start;
       for (let i = 0; i < 4; i++) b = b.next();
-      const saved = JSON.parse(JSON.stringify(b));
+      const saved = JSON.parse(JSON.stringify(b.toJSON()));
       const r = B.restoreBackoff(start, saved);
       expect([r.attempt, r.delayMs]).toEqual([b.attempt, b.delayMs]);
       // Same rng state from here on: both continue identically.

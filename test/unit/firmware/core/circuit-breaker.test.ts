@@ -63,7 +63,7 @@ function trace(cb: typeof breakerSrc, opts: any, script: string): string {
         br.reset(t);
         break;
       case 'save':
-        saved = JSON.stringify(br);
+        saved = JSON.stringify(br.toJSON());
         res = saved;
         break;
       case 'restore':
@@ -569,7 +569,7 @@ describe.each(impls)('circuit breaker properties (%s)', (name, impl) => {
               resetting = false;
               break;
             case 'reboot': {
-              const saved = JSON.parse(JSON.stringify(br));
+              const saved = JSON.parse(JSON.stringify(br.toJSON()));
               br = cb.restoreBreaker(o, saved, now);
               // A restored breaker is what the saved JSON says: half-open comes back as open
               // with its period over (a fresh probe), so the observer follows the same way.
@@ -627,7 +627,7 @@ describe.each(impls)('circuit breaker properties (%s)', (name, impl) => {
           if (op.k !== 'reboot') apply(br, op, now);
         }
         if (br.state === cb.HALF_OPEN) return;
-        const copy = cb.restoreBreaker(o, JSON.parse(JSON.stringify(br)), now);
+        const copy = cb.restoreBreaker(o, JSON.parse(JSON.stringify(br.toJSON())), now);
         expect(copy.state).toBe(br.state);
         expect(copy.nextDeadlineMs()).toBe(br.nextDeadlineMs());
         for (const op of after) {
