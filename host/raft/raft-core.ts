@@ -311,13 +311,18 @@ export class RaftNode {
    */
   propose(p: Proposal): ProposeResult {
     this._assertNotInReady();
+    // Local refusals are answers to the caller, not peer drops: they are not counted in drops.
     if (typeof p.data !== 'string' || p.data.length > this._lim.entryBytesMax) {
-      return { ok: false, reason: this._drop('entry-too-big') };
+      return { ok: false, reason: 'entry-too-big' };
     }
-    const e: Entry = { index: 0, term: 0, kind: p.change ? 'conf' : 'cmd', data: p.data };
-    if (p.change) e.change = { op: p.change.op, id: p.change.id };
+    const c = p.change;
+    if (c && ((c.op !== 'add' && c.op !== 'remove') || !isNodeId(c.id))) {
+      return { ok: false, reason: 'bad-change' };
+    }
+    const e: Entry = { index: 0, term: 0, kind: c ? 'conf' : 'cmd', data: p.data };
+    if (c) e.change = { op: c.op, id: c.id };
     if (this.role === 'leader') return this._appendProposals([e]);
-    if (this.leader === '') return { ok: false, reason: this._drop('no-leader') };
+    if (this.leader === '') return { ok: false, reason: 'no-leader' };
     const m = blankMessage('prop', this.id, this.leader, 0);
     m.entries.push(e);
     this._send(m);

@@ -299,10 +299,12 @@ export class SimWorld {
     this._setupScenario();
     this._schedule(this._rand(50, 300), 'client', -1, 0, '', () => this._client());
     this._schedule(this.cfg.safetyMs, 'heal', -1, 0, '', () => this._heal());
-    // Liveness bounds, from the heal: a leader within 2 x the election timeout, convergence
-    // within 2 x more. The timeout is counted in ticks of each node's own clock, so it is
-    // measured on the slowest clock (heal keeps every rate within 5% of true time).
-    const leaderBound = (2 * T) / 0.95;
+    // Liveness bounds, from the heal. A leader within 2 x the election timeout: the longest
+    // randomised timeout (< 2T) of a node restarted at the heal, counted in ticks of its own
+    // clock (so measured on the slowest clock; the heal keeps every rate within 5% of true
+    // time), plus the tick it fires on and the pre-vote and vote round trips (4 one-way delays).
+    // Convergence within the same again.
+    const leaderBound = (2 * T + this.cfg.tickMs) / 0.95 + 4 * this.delayMaxMs;
     const convergeBound = 2 * leaderBound;
     const end = this.cfg.safetyMs + convergeBound + 1;
     let finalProposed = false;
@@ -318,7 +320,7 @@ export class SimWorld {
         if (this.leaderAfterHealMs < 0) {
           if (this._acknowledgedLeader() >= 0) this.leaderAfterHealMs = since;
           else if (since > leaderBound) {
-            this._violate('liveness: no leader acknowledged by a majority within 2 x election timeout (' + Math.round(leaderBound) + ' ms) after heal: ' + this._describe());
+            this._violate('liveness: no leader acknowledged by a majority within 2 x election timeout + one tick + two round trips (' + Math.round(leaderBound) + ' ms) after heal: ' + this._describe());
           }
         } else if (this.convergeAfterHealMs < 0) {
           if (!finalProposed) {

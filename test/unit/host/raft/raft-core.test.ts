@@ -365,6 +365,8 @@ describe('raft core: membership', () => {
     // In force on append, before commit.
     expect(a.voters()).toEqual(['a', 'b', 'c', 'd']);
     expect(a.propose({ data: 'add e', change: { op: 'add', id: 'e' } })).toEqual({ ok: false, reason: 'conf-pending' });
+    expect(a.propose({ data: 'bad', change: { op: 'add', id: '../x' } })).toEqual({ ok: false, reason: 'bad-change' });
+    expect(a.propose({ data: 'bad', change: { op: 'swap' as 'add', id: 'e' } })).toEqual({ ok: false, reason: 'bad-change' });
     net.flush('a');
     net.deliver();
     net.tickAll(3);
