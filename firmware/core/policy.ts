@@ -348,7 +348,7 @@ export class Call {
       } else if (k === K_RETRY) {
         r = this._r[i] as Retry;
         if (ok) r.success(nowMs);
-        else if (!handled) r.cancel('fatal');
+        else if (!handled) r.cancel('fatal', reason);
         else {
           w = r.failure(nowMs, reason, hint);
           if (w === 0) return this._down(nowMs, i + 1);

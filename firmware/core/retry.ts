@@ -168,9 +168,14 @@ export class Retry {
     return d;
   }
 
-  /** Stops the run from outside (caller cancelled, enclosing deadline passed). */
-  cancel(why: string): void {
-    if (this.state === RETRY_WAITING || this.state === RETRY_RUNNING) this._giveUp(why);
+  /**
+   * Stops the run from outside (caller cancelled, enclosing deadline passed, a failure that is
+   * not the dependency's fault); reason, when given, becomes the last failure.
+   */
+  cancel(why: string, reason?: any): void {
+    if (this.state !== RETRY_WAITING && this.state !== RETRY_RUNNING) return;
+    if (reason !== undefined) this.reason = reason;
+    this._giveUp(why);
   }
 
   /** When this run needs a wake-up (Infinity: none). */
