@@ -282,6 +282,24 @@ describe('raft core: log replication', () => {
     }
   });
 
+  it('a follower commits no further than the last entry the append matched (Figure 2, rule 5)', () => {
+    // f holds a stale entry at index 3 (term 2). A late append from the term-3 leader
+    // covering only index 2 says commit=3: f must not commit its own, different, index 3.
+    const v = ['L', 'f', 'g'];
+    const net = new Net([]);
+    net.add('f', v, logOf([1, 1, 2], 3, v));
+    const f = net.get('f');
+    const m: Message = {
+      type: 'app', from: 'L', to: 'f', term: 3, index: 1, logTerm: 1, commit: 3, reject: false, hint: 0,
+      entries: [{ index: 2, term: 1, kind: 'cmd', data: 'e2@1' }], snapshot: null,
+    };
+    expect(f.step(m)).toBe('');
+    expect(f.log.committed).toBe(2);
+    expect(f.log.term(3)).toBe(2); // not truncated either: a matching prefix changes nothing after it
+    net.flush('f');
+    expect(net.sent.map(fmt)).toEqual(['f->L appResp t3 i2 lt0 c0']);
+  });
+
   it('a follower forwards proposals to the leader; a non-leader drops forwarded ones', () => {
     const net = new Net(['a', 'b', 'c']);
     net.elect('a');
