@@ -32,6 +32,8 @@ export class Runtime {
   config: DeviceConfig | null;
   configError: string | null;
   state: PersistentState;
+  /** The device once built (for the console: `espfleet.device.info()`). */
+  device: Part | null;
   _parts: Part[];
   _wake: () => void;
   _armedAt: number;
@@ -42,6 +44,7 @@ export class Runtime {
     this.configError = null;
     this.state = { boots: 0 };
     this._parts = [];
+    this.device = null;
     this._armedAt = -1;
     var self = this;
     // One closure for the life of the runtime: the timer callback.

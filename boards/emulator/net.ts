@@ -137,9 +137,14 @@ export class EspDgramSocket extends EspEvents {
   private closed = false;
   private memberships: string[] = [];
   private pending: Array<() => void> = [];
-  constructor(private readonly host: NetHost) {
+  constructor(
+    private readonly host: NetHost,
+    reuseAddr: boolean,
+  ) {
     super((fn) => host.guard(fn));
-    this.sock = dgram.createSocket({ type: 'udp4', reuseAddr: true });
+    // SO_REUSEADDR only when asked: with it, the kernel may hand two sockets bound to port 0 the
+    // same ephemeral port, and unicast datagrams then reach only one of them.
+    this.sock = dgram.createSocket({ type: 'udp4', reuseAddr });
     host.track(this);
     this.sock.on('message', (msg: Buffer, rinfo: dgram.RemoteInfo) => {
       if (!host.linkUp()) return;
@@ -235,9 +240,10 @@ export class EspDgramSocket extends EspEvents {
 export function createDgramModule(host: NetHost): object {
   return {
     createSocket(type: unknown) {
-      const t = typeof type === 'object' && type !== null ? (type as { type?: string }).type : type;
+      const o = typeof type === 'object' && type !== null ? (type as { type?: string; reuseAddr?: boolean }) : null;
+      const t = o ? o.type : type;
       if (t !== 'udp4') throw new Error("dgram.createSocket: only 'udp4' is supported");
-      return new EspDgramSocket(host);
+      return new EspDgramSocket(host, o?.reuseAddr === true);
     },
   };
 }

@@ -13,7 +13,9 @@ global.espfleet = runtime;
 
 function boot(): void {
   try {
-    runtime.add(new Device(runtime, board.now()));
+    var device = new Device(runtime, board.now());
+    runtime.device = device;
+    runtime.add(device);
   } catch (e) {
     // A bug must not become a boot loop: report it and stay reachable at the console.
     board.log('espfleet: device failed to start: ' + String(e));

@@ -25,16 +25,19 @@
  * FLASH LAYOUT (Espruino Storage: names <= 28 chars; an offset write may only program bytes
  * that are still 0xFF, so appending never rewrites a file):
  *   <prefix>.<n>       segments of segmentBytes, created 0xFF-filled by their first record and
- *                      appended at increasing offsets. A record is the payload without its hist
- *                      member, then '\n': `{"seq":7,"ts":1700000000000,"r":{"t":21.5}` + '\n'.
- *                      It never holds '\n' or 0xFF inside (JSON escapes control chars; 0xFF is
- *                      refused), so the first 0xFF byte is the end of the data and a record
- *                      without its '\n' is torn.
+ *                      appended at increasing offsets. A record is its floor (the ack mark and
+ *                      the dropped count when it was written), a space, the payload without its
+ *                      hist member, '\n': `12,0 {"seq":15,"ts":1700000000000,"r":{"t":21.5}` +
+ *                      '\n'. It never holds '\n' or 0xFF inside (JSON escapes control chars;
+ *                      0xFF is refused), so the first 0xFF byte is the end of the data and a
+ *                      record without its '\n' is torn.
  *   <prefix>.a / .b    the ack mark log: entries `acked,dropped,check\n` appended the same way;
  *                      when one file is full the other is created with the newest entry BEFORE
  *                      the full one is erased, so a valid mark always exists.
  * ORDERING RULES:
  *   - a record is written BEFORE next() can hand it out, so nothing leaves that flash lacks;
+ *   - a drop is persisted by the floor of the record whose append caused it, so a reboot never
+ *     brings back a dropped reading after newer ones were delivered (order per device holds);
  *   - a segment is erased only when every record in it is acked or dropped, AFTER the mark that
  *     covers it is written, and never while it is the newest (its last seq keeps seq counting);
  *   - after a torn record its segment takes no more appends (the next record opens a new
@@ -43,9 +46,10 @@
  * RECOVERY (constructor): segments are scanned in number order; a record missing its '\n',
  * malformed, or out of sequence ends its segment (counted in `torn`) and only it is lost; a
  * segment without a valid record is erased. Readings acked before the last persisted mark are
- * skipped. The mark is persisted every markEvery acks (and before every erase), so after a
- * power cut at most markEvery - 1 acked readings, plus the ones in flight, are sent again (the
- * host deduplicates them); none that was appended is lost.
+ * skipped. The mark is persisted every markEvery acks and with every record,
+ * so after a power cut at most markEvery - 1 acked readings (2 markEvery - 1 when the cut tears
+ * the mark write itself), plus pendingMax acked out of order, are sent again: the host
+ * deduplicates them by (device, seq). None that was appended and not dropped is lost.
  *
  * BOUNDS. At most recordsMax readings (RAM holds no per-reading state, only the flash does)
  * and segmentsMax segments of segmentBytes. When full the OLDEST reading is dropped, or its
@@ -111,6 +115,8 @@ export var PENDING_MAX_DEFAULT = 16;
 export var PENDING_MAX_LIMIT = 31;
 
 var REC_HEAD = '{"seq":';
+/** The floor prefix `mark,dropped ` of a record: two counts and two separators. */
+var FLOOR_CHARS_MAX = 34;
 var FF = String.fromCharCode(0xff);
 
 export class Outbox {
@@ -161,6 +167,10 @@ export class Outbox {
   _mk: number;
   _mf: number;
   _mo: number;
+  /** Size of the mark file in use. */
+  _ms: number;
+  /** Retiring a dropped segment: mark first. */
+  _rk: boolean;
   /** Cursor: the record next() reads next (seq, segment index, offset). May lag behind _a. */
   _c: number;
   _ci: number;
@@ -169,8 +179,10 @@ export class Outbox {
   _n: number;
   _u: number;
   _h: number;
-  /** The record last appended, kept so the live path does not read flash back ('' when none). */
+  /** The record last appended, kept so the live path does not read flash back ('' when none):
+   * its payload part, its length in flash, its seq. */
   _lt: string;
+  _ll: number;
   _ls: number;
   /** Live: readings with seq >= _uq were stored during the current live period. */
   _lv: boolean;
@@ -211,10 +223,13 @@ export class Outbox {
     this._mk = 0;
     this._mf = 1;
     this._mo = -1;
+    this._ms = 0;
+    this._rk = false;
     this._c = 1;
     this._ci = this._co = 0;
     this._n = this._u = this._h = 0;
     this._lt = '';
+    this._ll = 0;
     this._ls = -1;
     this._lv = false;
     this._hs = 0;
@@ -250,16 +265,20 @@ export class Outbox {
     var hi = Math.floor(ts / 1000000);
     var body =
       REC_HEAD + seq + ',"ts":' + (hi ? hi + ('' + (1000000 + Math.floor(ts - hi * 1000000))).substring(1) : Math.floor(ts)) + ',"r":' + JSON.stringify(r);
-    var rec = body + '\n';
-    var len = rec.length;
     var st = this._st;
+    var rec: string;
+    var len: number;
     var k: number;
     var name: string;
-    if (len > this._rb || body.indexOf(FF) >= 0 || !(ts >= 0)) {
+    if (body.length + FLOOR_CHARS_MAX > this._rb || body.indexOf(FF) >= 0 || !(ts >= 0)) {
       this.writeErrors++;
       return -1;
     }
     if (this._n >= this._rm) this._dropOne();
+    // The floor (mark and dropped count) rides on every record: a drop is persisted by the
+    // very record that caused it, so a reboot never brings a dropped reading back late.
+    rec = this._a + ',' + this.dropped + ' ' + body + '\n';
+    len = rec.length;
     k = this._sn.length;
     if (this._sd || this._wo + len > this._ws) {
       // A new segment, created by its first record. The flash bound first: the oldest goes.
@@ -303,6 +322,7 @@ export class Outbox {
     this._n++;
     this._u++;
     this._lt = body;
+    this._ll = len;
     this._ls = seq;
     if (this._mk >= this._me) this._mark();
     return seq;
@@ -318,6 +338,7 @@ export class Outbox {
     var body: string;
     var s: string | null | undefined;
     var e: number;
+    var len: number;
     var h: number;
     if (!this._u || !this._lv || this._h >= this._pm || t - now > this._bt) return -1;
     for (;;) {
@@ -326,10 +347,12 @@ export class Outbox {
       if (seq - this._a > PENDING_MAX_LIMIT) return -1;
       if (seq === this._ls) {
         body = this._lt;
+        len = this._ll;
       } else {
         s = this._st.read(this._px + this._sn[this._ci], this._co, this._rb);
         e = s ? s.indexOf('\n') : -1;
-        body = e > 0 ? (s as string).substring(0, e) : '';
+        body = e > 0 ? (s as string).substring((s as string).indexOf(' ') + 1, e) : '';
+        len = e + 1;
         if (body.indexOf(REC_HEAD + seq + ',') !== 0) {
           // Flash no longer holds what recovery or append saw: the rest of this segment is lost.
           this._lose();
@@ -337,7 +360,7 @@ export class Outbox {
           continue;
         }
       }
-      this._co += body.length + 1;
+      this._co += len;
       this._c = seq + 1;
       if (this._ci < this._sn.length - 1 && seq >= this._sl[this._ci]) this._norm();
       if (seq > this._a && !((this._m >>> (seq - this._a - 1)) & 1)) break;
@@ -420,10 +443,14 @@ export class Outbox {
     }
   }
 
-  /** Segment 0 is finished and not the newest: persist the mark, then erase it. */
+  /**
+   * Segment 0 is finished and not the newest: erase it. No mark is needed first: recovery takes
+   * every seq before the oldest segment in flash as acked. A whole-segment drop (_rk) persists
+   * its dropped count BEFORE the erase, since its readings vanish with it.
+   */
   _retire(): void {
     var g: number;
-    if (this._mk) this._mark();
+    if (this._rk && this._mk) this._mark();
     this._st.erase(this._px + this._sn[0]);
     this._sn.shift();
     this._sf.shift();
@@ -453,10 +480,12 @@ export class Outbox {
   /** Drops every reading left in the oldest segment, which is then erased. */
   _dropSegment(): void {
     var last = this._sl[0];
+    this._rk = true;
     while (this._a < last) {
       if (this._m & 1) this._advance();
       else this._dropOne();
     }
+    this._rk = false;
   }
 
   /** The cursor's segment cannot be read back: its remaining readings are counted as dropped. */
@@ -485,7 +514,7 @@ export class Outbox {
     var e = this._a + ',' + this.dropped + ',' + ((this._a + this.dropped) % 997) + '\n';
     var f = this._mf;
     var st = this._st;
-    if (this._mo >= 0 && this._mo + e.length <= this._mb) {
+    if (this._mo >= 0 && this._mo + e.length <= this._ms) {
       if (!st.writeAt(this._px + (f ? 'b' : 'a'), e, this._mo)) {
         this._mo = -1;
         return;
@@ -498,6 +527,7 @@ export class Outbox {
       st.erase(this._px + (f ? 'a' : 'b'));
       this._mf = f;
       this._mo = e.length;
+      this._ms = this._mb;
     }
     this._mk = 0;
     this.marks++;
@@ -514,11 +544,12 @@ export class Outbox {
     var f: string[];
     var n: number;
     var d: number;
-    var a = -1;
+    var a = 0;
     var pl = -1;
     var s: string | null | undefined;
     var off: number;
     var e: number;
+    var sp: number;
     var seq: number;
     var first: number;
     var last: number;
@@ -538,7 +569,7 @@ export class Outbox {
         d = parseInt(f[1], 10);
         if (f.length === 3 && String(seq) === f[0] && String(d) === f[1] && String((seq + d) % 997) === f[2] && seq > n) {
           n = seq;
-          if (seq > a) {
+          if (seq > a || (seq === a && d > this.dropped)) {
             a = seq;
             this.dropped = d;
           }
@@ -547,10 +578,10 @@ export class Outbox {
       if (n >= 0 && n === a) {
         // Entries go on after the last one only where nothing but 0xFF follows (no torn tail).
         this._mf = i;
-        this._mo = off >= s.length || s.charAt(off) === FF ? off : -1;
+        this._mo = off < s.length && s.charAt(off) === FF ? off : -1;
+        this._ms = s.length;
       }
     }
-    if (a < 0) a = 0;
     for (i = 0; i < names.length; i++) {
       if (names[i].indexOf(px) !== 0) continue;
       t = names[i].substring(px.length);
@@ -561,7 +592,6 @@ export class Outbox {
       return x - y;
     });
     if (nums.length) this._nn = nums[nums.length - 1] + 1;
-    this._c = -1;
     for (i = 0; i < nums.length; i++) {
       s = st.read(px + nums[i]);
       off = 0;
@@ -569,21 +599,23 @@ export class Outbox {
       sealed = false;
       while (s && off < s.length && s.charAt(off) !== FF) {
         e = s.indexOf('\n', off);
-        seq = e < 0 ? -1 : recordSeq(s, off, e);
+        sp = e < 0 ? -1 : s.indexOf(' ', off);
+        seq = sp < 0 || sp > e ? -1 : recordSeq(s, sp + 1, e);
+        f = seq < 0 ? [] : s.substring(off, sp).split(',');
+        n = parseInt(f[0], 10);
+        d = parseInt(f[1], 10);
         // Torn (no '\n'), malformed, or out of sequence: it ends its segment.
-        if (seq < 0 || (last >= 0 ? seq !== last + 1 : seq <= pl)) {
+        if (seq < 0 || f.length !== 2 || String(n) !== f[0] || String(d) !== f[1] || n >= seq || (last >= 0 ? seq !== last + 1 : seq <= pl)) {
           sealed = true;
           this.torn++;
           break;
         }
+        if (n > a || (n === a && d > this.dropped)) {
+          a = n;
+          this.dropped = d;
+        }
         if (first < 0) first = seq;
         last = seq;
-        if (seq > a && this._c < 0) {
-          // The cursor starts at the first reading not acked.
-          this._c = seq;
-          this._ci = this._sn.length;
-          this._co = off;
-        }
         off = e + 1;
       }
       if (first < 0) {
@@ -598,23 +630,33 @@ export class Outbox {
       this._wo = off;
       this._sd = sealed || off >= this._ws;
       pl = last;
-      if (last > a) this._n += last - (first > a ? first : a + 1) + 1;
     }
     this._q = (pl > a ? pl : a) + 1;
+    // Readings before the first one in flash were acked (the mark lags by design).
+    if (this._sn.length && this._sf[0] - 1 > a) a = this._sf[0] - 1;
     this._a = a;
+    this._c = this._q;
+    this._ci = this._sn.length ? this._sn.length - 1 : 0;
+    this._co = this._wo;
+    for (i = this._sn.length - 1; i >= 0; i--) {
+      if (this._sl[i] <= a) break;
+      this._n += this._sl[i] - (this._sf[i] > a ? this._sf[i] : a + 1) + 1;
+      // The cursor starts at the first reading not acked.
+      this._ci = i;
+      this._co = 0;
+      this._c = this._sf[i];
+    }
+    if (this._c <= a) {
+      // It is inside its segment: walk the records up to it.
+      s = st.read(px + this._sn[this._ci]) as string;
+      while (this._c <= a) {
+        this._co = s.indexOf('\n', this._co) + 1;
+        this._c++;
+      }
+    }
     this._u = this.recovered = this._n;
-    if (this._c < 0) {
-      // Nothing to send: the cursor waits at the end of the newest segment.
-      this._c = this._q;
-      this._ci = this._sn.length ? this._sn.length - 1 : 0;
-      this._co = this._wo;
-    }
-    if (this._sn.length) {
-      // Readings before the first one in flash were acked (the mark lags by design).
-      if (this._sf[0] - 1 > a) this._a = this._sf[0] - 1;
-      while (this._sn.length > 1 && this._a >= this._sl[0]) this._retire();
-      while (this._n > this._rm) this._dropOne();
-    }
+    while (this._sn.length > 1 && this._a >= this._sl[0]) this._retire();
+    while (this._n > this._rm) this._dropOne();
   }
 }
 
