@@ -33,6 +33,13 @@ export const TRANSPORT_DEFAULTS = {
   queueMax: 256,
   /** Bytes buffered in one socket before we drop instead of write: a stalled peer costs no RAM. */
   socketBytesMax: 16 * 1024 * 1024,
+  /**
+   * Largest frame accepted on a connection that has not yet delivered one authentic frame: an
+   * unauthenticated peer can make us buffer at most this much per connection (x inboundMax),
+   * not a whole snapshot's worth. Raft's first message on a link is small (a heartbeat, a vote
+   * or an append), and a snapshot refused once is sent again after the next heartbeat.
+   */
+  preAuthBytesMax: 64 * 1024,
   /** Consecutive bad frames before an inbound connection is closed. */
   badFramesMax: 8,
   /** Inbound connections at once: a handful per peer is plenty; this stops a connect flood. */
@@ -73,12 +80,22 @@ export class FrameDecoder {
   _skip = 0;
   bad = 0;
   _halted = false;
+  /** Set by the first frame whose tag verifies; until then _preAuthMax bounds a frame. */
+  authenticated = false;
+  _preAuthMax: number;
   onFrame: (msg: unknown) => void;
   onDrop: (reason: string) => void;
 
-  constructor(secret: Buffer, frameBytesMax: number, onFrame: (m: unknown) => void, onDrop: (r: string) => void) {
+  constructor(
+    secret: Buffer,
+    frameBytesMax: number,
+    onFrame: (m: unknown) => void,
+    onDrop: (r: string) => void,
+    preAuthBytesMax = frameBytesMax,
+  ) {
     this._secret = secret;
     this._max = frameBytesMax;
+    this._preAuthMax = Math.min(preAuthBytesMax, frameBytesMax);
     this.onFrame = onFrame;
     this.onDrop = onDrop;
   }
@@ -109,7 +126,7 @@ export class FrameDecoder {
           this._skip = len;
           continue;
         }
-        if (len > this._max) {
+        if (len > (this.authenticated ? this._max : this._preAuthMax)) {
           this._bad('frame-too-big');
           this._skip = len;
           continue;
@@ -125,6 +142,7 @@ export class FrameDecoder {
         this._bad('bad-mac');
         continue;
       }
+      this.authenticated = true;
       let msg: unknown;
       try {
         msg = JSON.parse(payload.toString('utf8'));
@@ -183,6 +201,7 @@ export interface RaftTransportOptions {
   /** A frame or message dropped here, with why. */
   onDrop?: (reason: string) => void;
   frameBytesMax?: number;
+  preAuthBytesMax?: number;
   queueMax?: number;
   socketBytesMax?: number;
   badFramesMax?: number;
@@ -235,6 +254,7 @@ export class RaftTransport {
       port: o.port,
       onMessage: o.onMessage,
       frameBytesMax: o.frameBytesMax ?? d.frameBytesMax,
+      preAuthBytesMax: o.preAuthBytesMax ?? d.preAuthBytesMax,
       queueMax: o.queueMax ?? d.queueMax,
       socketBytesMax: o.socketBytesMax ?? d.socketBytesMax,
       badFramesMax: o.badFramesMax ?? d.badFramesMax,
@@ -396,6 +416,7 @@ export class RaftTransport {
           s.destroy();
         }
       },
+      this._o.preAuthBytesMax,
     );
     s.on('data', (chunk: Buffer) => {
       if (!s.destroyed) dec.push(chunk);

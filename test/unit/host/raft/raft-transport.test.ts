@@ -54,6 +54,18 @@ describe('raft frames', () => {
     expect(d.bad).toBe(0); // reset by the good frame at the end
   });
 
+  it('until one frame authenticates, a connection may only send small frames', () => {
+    const got: unknown[] = [];
+    const drops: string[] = [];
+    const d = new FrameDecoder(SECRET, 1 << 20, (m) => got.push(m), (r) => drops.push(r), 200);
+    const big = encodeFrame(SECRET, { pad: 'x'.repeat(1000) });
+    const small = encodeFrame(SECRET, msg('a', 'b'));
+    d.push(Buffer.concat([big, small, big]));
+    expect(drops).toEqual(['frame-too-big']);
+    expect(got).toEqual([msg('a', 'b'), { pad: 'x'.repeat(1000) }]);
+    expect(d.authenticated).toBe(true);
+  });
+
   it('an oversized frame is skipped without buffering it', () => {
     const { d, got, drops } = decoder(SECRET, 1024);
     const head = Buffer.alloc(4);
