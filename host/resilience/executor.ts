@@ -100,6 +100,7 @@ class Ctx {
         ex._release(this);
         return v;
       }
+      this.value = v;
       return ex._general(this, undefined, st);
     };
     this.onErr = (e) => ex._general(this, undefined, this.call.failed(ex.now(), this.token, e));
