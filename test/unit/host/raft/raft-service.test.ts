@@ -155,6 +155,41 @@ describe('raft service on loopback', () => {
     await until(() => svcs.every((s) => s.state.owner('dev3') === 'b'));
   });
 
+  it('a companion that was down catches up from a compacted log through a snapshot sent over TCP', async () => {
+    const ids = ['a', 'b', 'c'];
+    const opts = (id: string) => ({ storage: undefined, dataDir: join(dir, 'snap-' + id), snapshotEntries: 4 });
+    const { svcs, ports } = await cluster(ids, opts);
+    await until(() => leaderOf(svcs) !== undefined);
+    await until(() => svcs.every((s) => s.status().members.length === 3));
+    const c = svcs[2];
+    await c.close();
+    const live = svcs.slice(0, 2);
+    await until(() => leaderOf(live) !== undefined);
+    // 4000 assignments: a snapshot of ~80 KB, above the pre-authentication frame limit.
+    let last = 0;
+    for (let k = 0; k < 8; k++) {
+      const set: Record<string, string> = {};
+      for (let i = 0; i < 500; i++) set['device-' + String(k * 500 + i).padStart(4, '0')] = ids[i % 2];
+      last = await leaderOf(live)!.propose({ t: 'device.assign', set });
+    }
+    await until(() => live.every((s) => s.status().applied >= last));
+    expect(leaderOf(live)!._node!.log.snapshot().index).toBeGreaterThan(c.status().applied);
+    const c2 = new RaftService({
+      id: 'c',
+      secret: SECRET,
+      port: ports.c,
+      peers: { a: '127.0.0.1:' + ports.a, b: '127.0.0.1:' + ports.b },
+      tickMs: TICK_MS,
+      electionTicks: ELECTION_TICKS,
+      ...opts('c'),
+    });
+    running.push(c2);
+    await c2.start();
+    await until(() => c2.state.deviceCount() === 4000, 8000);
+    expect(c2.state.snapshot()).toBe(leaderOf(live)!.state.snapshot());
+    expect(c2._node!.log.snapshot().index).toBeGreaterThan(0);
+  });
+
   it('adds a companion as a voter through the log (single-step change)', async () => {
     const ids = ['a', 'b', 'c'];
     const { svcs, ports } = await cluster(ids);
