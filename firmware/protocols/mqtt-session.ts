@@ -53,7 +53,7 @@
  * Programmer errors (a bad qos to subscribe, too many subscriptions) throw.
  *
  * COST of the live path: publish() QoS 1 is 3 JS calls (publish, encodePublish, head) plus
- * takeOutput(); a PUBACK through data() is data + push + next + next + the onAck handler.
+ * takeOutput(); a PUBACK through data() is 4 (data, push, next, next) plus the onAck handler.
  */
 import {
   CONNACK,
@@ -231,6 +231,8 @@ export class MqttSession {
     var p = this._p;
     var s = this.state;
     var t: number;
+    var i: number;
+    var tag: number;
     if (s !== SESSION_CONNECTING && s !== SESSION_UP) return;
     this._now = now;
     p.push(bytes);
@@ -242,8 +244,22 @@ export class MqttSession {
       this._rx = now;
       this.received++;
       if (s === SESSION_CONNECTING && t !== CONNACK) return this._close('protocol: packet type ' + t + ' before CONNACK'); // [MQTT-3.2.0-1]
-      if (t === PUBACK) this._ack(p.id);
-      else if (t === PUBLISH) {
+      if (t === PUBACK) {
+        // The hot path, inlined: find the id, forget the message, tell the owner.
+        i = this._wi.indexOf(p.id);
+        if (i < 0) {
+          // An ack for nothing we hold: a late duplicate, or left from before a reboot.
+          this.strayAcks++;
+          continue;
+        }
+        tag = this._wt[i];
+        this._wi.splice(i, 1);
+        this._wp.splice(i, 1);
+        this._wt.splice(i, 1);
+        if (i < this._ws) this._ws--;
+        this.acked++;
+        this._h.onAck(p.id, tag);
+      } else if (t === PUBLISH) {
         // We subscribe at QoS 0 or 1 only, so a broker never sends QoS 2 [MQTT-3.8.4-6].
         if (p.qos > 1) return this._close('protocol: PUBLISH QoS 2 without a QoS 2 subscription');
         // [MQTT-4.3.2-2]: acknowledge QoS 1. The PUBACK leaves in this turn's write, after the
@@ -439,20 +455,4 @@ export class MqttSession {
     this._send(encodeSubscribe(id, this._subs));
   }
 
-  _ack(id: number): void {
-    var i = this._wi.indexOf(id);
-    var tag: number;
-    if (i < 0) {
-      // An ack for nothing we hold: a late duplicate, or left from before a reboot. Tolerated.
-      this.strayAcks++;
-      return;
-    }
-    tag = this._wt[i];
-    this._wi.splice(i, 1);
-    this._wp.splice(i, 1);
-    this._wt.splice(i, 1);
-    if (i < this._ws) this._ws--;
-    this.acked++;
-    this._h.onAck(id, tag);
-  }
 }

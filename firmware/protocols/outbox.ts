@@ -62,7 +62,7 @@
  *
  * COST of the live path: append() is 1 JS call plus JSON.stringify and one storage write;
  * next() is 1 JS call (the record just appended is kept in RAM, so flash is not read back);
- * acked() is 2 (acked, _advance), plus a mark write every markEvery acks.
+ * acked() is 1, plus a mark write every markEvery acks.
  */
 
 /** The storage the outbox needs: Espruino's Storage with offset reads and writes. */
@@ -390,7 +390,13 @@ export class Outbox {
     this._n--;
     if (seq < this._c) this._h--;
     else this._u--;
-    this._advance();
+    // _advance(), inlined: the hot path.
+    while (this._m & 1) {
+      this._m >>>= 1;
+      this._a++;
+      this._mk++;
+      if (this._sn.length > 1 && this._a >= this._sl[0]) this._retire();
+    }
     if (this._mk >= this._me) this._mark();
   }
 
