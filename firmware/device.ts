@@ -59,6 +59,8 @@ export class Device implements Part, TcpHandler, SessionHandler, DiscoveryOwner,
   /** Wi-Fi joined (or a port without Wi-Fi). */
   netUp: boolean;
   lastError: string;
+  /** The seq of the newest reading put in the outbox (-1: none this boot). */
+  seqLast: number;
   _sock: TcpSocket | null;
   _wifiRetry: Backoff;
   _wifiAt: number;
@@ -115,6 +117,7 @@ export class Device implements Part, TcpHandler, SessionHandler, DiscoveryOwner,
     this.owner = '';
     this.netUp = false;
     this.lastError = '';
+    this.seqLast = -1;
     this._sock = null;
     this._wifiRetry = exponentialBackoff({ baseMs: 1000, capMs: 60000, jitter: 'full', rng: this.rng });
     this._wifiAt = now;
@@ -312,7 +315,8 @@ export class Device implements Part, TcpHandler, SessionHandler, DiscoveryOwner,
     var r: { [name: string]: number } = {};
     for (var i = 0; i < out.length; i++) r[out[i].n] = out[i].v;
     out.length = 0;
-    this.outbox.append(r, this._ts(now));
+    var seq = this.outbox.append(r, this._ts(now));
+    if (seq >= 0) this.seqLast = seq;
   }
 
   /** Publishes what the outbox hands out while the session is up and the window has room. */
@@ -373,7 +377,7 @@ export class Device implements Part, TcpHandler, SessionHandler, DiscoveryOwner,
       session: { state: SESSION_STATE_NAMES[this.session.state], owner: this.owner, connects: this.session.connects, retransmits: this.session.retransmits },
       breaker: BREAKER_STATE_NAMES[this.supervisor.breaker.state],
       reconnect: { attempts: this.supervisor.attempts, ups: this.supervisor.ups, failures: this.supervisor.failures, last: this.supervisor.lastReason },
-      outbox: { n: this.outbox.size(), dropped: this.outbox.dropped, torn: this.outbox.torn },
+      outbox: { n: this.outbox.size(), dropped: this.outbox.dropped, torn: this.outbox.torn, last: this.seqLast, errors: this.outbox.writeErrors },
       sensors: { faults: this.sampler.faults, missed: this.sampler.missed, shed: this.pipeline.shed },
       rpc: { served: this.rpc.served, refused: this.rpc.refused },
       discovery: { sent: this.discovery.sent, offers: this.discovery.offers, rejected: this.discovery.rejected },

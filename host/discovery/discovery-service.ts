@@ -31,7 +31,11 @@ export interface DiscoveryOptions {
   log?: (line: string, fields?: Record<string, unknown>) => void;
   /** Devices the replay window tracks (default 4096). */
   sendersMax?: number;
-  /** Clock skew tolerated for devices that know the time (default 5 min). */
+  /**
+   * Clock skew tolerated for devices that know the time (default: any). Replays are stopped by
+   * the (boot, seq) window, not by the clock; rejecting a skewed device would also stop the
+   * offer that resets its clock, so a drifted device could never recover. Skew is counted.
+   */
   skewMs?: number;
   /** Silence after which a device whose boot counter went back is accepted again (default 10 min). */
   forgetMs?: number;
@@ -48,7 +52,7 @@ export class DiscoveryService {
   private readonly lastLog = new Map<string, number>();
 
   constructor(private readonly o: DiscoveryOptions) {
-    this.window = new BeaconWindow(o.sendersMax ?? 4096, o.skewMs ?? 300_000, o.forgetMs ?? 600_000);
+    this.window = new BeaconWindow(o.sendersMax ?? 4096, o.skewMs ?? Number.MAX_SAFE_INTEGER, o.forgetMs ?? 600_000);
     this.now = o.now ?? Date.now;
   }
 

@@ -67,6 +67,10 @@ export interface MosquittoOptions {
   extraConfig?: string[];
   /** How long to wait for the port to accept connections (default 5 s). */
   startTimeoutMs?: number;
+  /** Listen on this port (a restart of the same broker); default a free one. */
+  port?: number;
+  /** Keep sessions and queued messages in this folder across restarts (persistence on). */
+  persistDir?: string;
 }
 
 export interface RunningMosquitto {
@@ -112,7 +116,7 @@ export async function startMosquitto(opts: MosquittoOptions = {}): Promise<Runni
   let lastErr: unknown = null;
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
-      return await startOnce(bin, await freeLoopbackPort(), opts);
+      return await startOnce(bin, opts.port ?? (await freeLoopbackPort()), opts);
     } catch (err) {
       lastErr = err;
     }
@@ -125,7 +129,8 @@ async function startOnce(bin: string, port: number, opts: MosquittoOptions): Pro
   // Started as root, Mosquitto switches to its own user unless told to stay: keep the current
   // user so it can read the generated files.
   const asRoot = typeof process.getuid === 'function' && process.getuid() === 0;
-  const conf: string[] = [`listener ${port} 127.0.0.1`, 'persistence false', 'log_dest stderr', 'log_type all', 'max_queued_messages 100000'];
+  const persist = opts.persistDir ? ['persistence true', `persistence_location ${opts.persistDir.endsWith('/') ? opts.persistDir : opts.persistDir + '/'}`, 'autosave_interval 1'] : ['persistence false'];
+  const conf: string[] = [`listener ${port} 127.0.0.1`, ...persist, 'log_dest stderr', 'log_type all', 'max_queued_messages 100000'];
   if (asRoot) conf.push('user root');
   const users = opts.users ?? {};
   const haveUsers = Object.keys(users).length > 0;
