@@ -325,10 +325,8 @@ export class Device implements Part, TcpHandler, SessionHandler, DiscoveryOwner,
     while (this.session.canPublish()) {
       var seq = this.outbox.next(now);
       if (seq < 0) break;
-      if (this.session.publish(this._topics.t, this.outbox.payload, 1, false, seq) === PUBLISH_FULL) {
-        this.outbox.rewind();
-        break;
-      }
+      // canPublish() said there is room: a full window here is a bug, not peer input.
+      if (this.session.publish(this._topics.t, this.outbox.payload, 1, false, seq) === PUBLISH_FULL) throw new Error('session window full after canPublish');
     }
     this._flush();
   }

@@ -71,16 +71,17 @@ export class EmuStorage {
    * Writes the file's new contents. `at` and `len` say which bytes this call wrote (the whole
    * file for a plain write): a torn write lands only the first `bytes` of those.
    */
-  private persist(name: string, data: string, at = 0, len = data.length): void {
+  private persist(name: string, data: string, at = 0, len = data.length, before?: string): void {
     const file = join(this.dir, encodeName(name));
     const torn = this.tornWrite;
     if (torn && (torn.name === undefined || torn.name === name)) {
       this.tornWrite = null;
-      const old = this.files.get(name);
       const keep = Math.max(0, Math.min(torn.bytes, len));
       // A plain write erases then writes: the torn file is the landed prefix. An offset write
-      // programs bytes in place: the rest of the file stays as it was.
-      const part = at === 0 && len === data.length ? data.slice(0, keep) : (old ?? data).slice(0, at) + data.substr(at, keep) + (old ?? data).slice(at + keep);
+      // programs bytes in place over what was there before it (the old file, or the fresh
+      // 0xFF-filled one when the call created it with a size): the rest stays as it was.
+      const base = before ?? data;
+      const part = before === undefined ? data.slice(0, keep) : base.slice(0, at) + data.substr(at, keep) + base.slice(at + keep);
       writeFileSync(file, Buffer.from(part, 'latin1'));
       this.files.set(name, part);
       this.onPowerCut?.();
@@ -147,7 +148,7 @@ export class EmuStorage {
       throw new Error(`Storage: not enough free space for '${name}' (${next.length} bytes, ${this.getFree()} free)`);
     }
     if (offset === undefined) this.persist(name, next);
-    else this.persist(name, next, offset, text.length);
+    else this.persist(name, next, offset, text.length, size !== undefined ? '\xff'.repeat(size) : old);
     return true;
   }
 

@@ -224,3 +224,26 @@ describe('time, entropy and memory', () => {
     expect(m.free).toBe(m.total - m.usage);
   });
 });
+
+describe('torn writes keep flash semantics', () => {
+  it('a torn write that creates a file lands its prefix over 0xFF', () => {
+    const b = board('var S = require("Storage");');
+    b.storage.tornWrite = { bytes: 3, name: 'seg' };
+    b.evaluate('S.write("seg", "abcdefgh", 0, 12)');
+    expect(b.storage.read('seg')).toBe('abc' + '\xff'.repeat(9));
+  });
+
+  it('a torn write that re-creates a file does not keep its old bytes', () => {
+    const b = board('var S = require("Storage"); S.write("seg", "old-old-old");');
+    b.storage.tornWrite = { bytes: 3, name: 'seg' };
+    b.evaluate('S.write("seg", "NEW", 0, 11)');
+    expect(b.storage.read('seg')).toBe('NEW' + '\xff'.repeat(8));
+  });
+
+  it('a torn append programs only its landed bytes', () => {
+    const b = board('var S = require("Storage"); S.write("seg", "ab", 0, 8);');
+    b.storage.tornWrite = { bytes: 2, name: 'seg' };
+    b.evaluate('S.write("seg", "cdef", 2)');
+    expect(b.storage.read('seg')).toBe('abcd' + '\xff'.repeat(4));
+  });
+});
