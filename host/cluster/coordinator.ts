@@ -103,7 +103,14 @@ export class Coordinator {
   _membershipStep(x: CoordinatorInput): ClusterCommand | 'busy' | null {
     const p = x.placement;
     const now = x.nowMs;
-    for (const k of this._inflight.keys()) if (k.startsWith('m:')) return 'busy';
+    // A membership wish is in flight until the state shows it (or retryMs passed).
+    for (const k of Array.from(this._inflight.keys())) {
+      if (!k.startsWith('m\n')) continue;
+      const [, id, want] = k.split('\n');
+      const m = p.member(id);
+      if (!m || m.parsed.out === (want === 'out')) this._inflight.delete(k);
+      else return 'busy';
+    }
     for (const m of p.members) {
       let out: boolean | null = null;
       if (m.id === this._o.self) {
@@ -116,7 +123,7 @@ export class Coordinator {
         else if (m.parsed.out && v.up && now - since >= this._o.ringInAfterMs) out = false;
       }
       if (out === null) continue;
-      this._inflight.set('m:' + m.id, now);
+      this._inflight.set('m\n' + m.id + '\n' + (out ? 'out' : 'in'), now);
       if (out) this.counts.ringOut++;
       else this.counts.ringIn++;
       return { t: 'member.update', id: m.id, addr: withRingFlag(m.addr, out) };
