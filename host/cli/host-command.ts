@@ -10,6 +10,8 @@ import { join, resolve } from 'node:path';
 import { Emulator } from '../../boards/emulator/emulator.js';
 import { listBoards } from '../../boards/profiles.js';
 import { randomBytes } from 'node:crypto';
+import { clusterFromFlags } from '../cluster/cluster-flags.js';
+import type { ClusterService } from '../cluster/cluster-service.js';
 import { Companion, newFleetKey } from '../companion.js';
 import { HttpService } from '../http/http-service.js';
 import { createLogger } from '../log.js';
@@ -92,6 +94,8 @@ export interface RunningHost {
   companion: Companion;
   http: HttpService;
   emulator: Emulator | null;
+  /** The cluster layer when --peers / --raft-port ask for one. */
+  cluster: ClusterService | null;
   /** The dashboard's address. */
   url: string;
   stop(): Promise<void>;
@@ -118,6 +122,8 @@ export async function startHost(f: Record<string, unknown>): Promise<RunningHost
   const board = String(f['emulate-board']);
   if (!listBoards().includes(board)) throw new UsageError(`host: --emulate-board must be one of ${listBoards().join(', ')}`);
   const log = createLogger({ quiet: f.quiet === true, fields: { node: nodeId } });
+  const advertiseHost = f['advertise-host'] === undefined ? undefined : String(f['advertise-host']);
+  const cluster = clusterFromFlags(f, { nodeId, dataDir, bind: String(f.bind), advertiseHost, log });
   const companion = new Companion({
     nodeId,
     dataDir,
@@ -126,15 +132,18 @@ export async function startHost(f: Record<string, unknown>): Promise<RunningHost
     mqttPort: Number(f['mqtt-port']),
     discoveryPort: Number(f['discovery-port']),
     brokerUrl: f.broker === undefined ? undefined : String(f.broker),
-    advertiseHost: f['advertise-host'] === undefined ? undefined : String(f['advertise-host']),
+    advertiseHost,
     log,
+    ...(cluster ? cluster.hooks() : {}),
   });
   await companion.start();
+  if (cluster) await cluster.start(companion);
   log.info('fleet key', { source });
   const http = new HttpService({ api: companion, host: String(f.bind), port: Number(f['http-port']), token: resolveToken(dataDir), log });
   try {
     await http.start();
   } catch (e) {
+    await cluster?.stop();
     await companion.stop();
     throw e;
   }
@@ -161,10 +170,12 @@ export async function startHost(f: Record<string, unknown>): Promise<RunningHost
     companion,
     http,
     emulator,
+    cluster,
     url,
     async stop() {
       emulator?.close();
       await http.stop();
+      await cluster?.stop();
       await companion.stop();
     },
   };
