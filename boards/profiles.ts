@@ -20,6 +20,8 @@ export interface BoardProfile {
   modules: string[];
   network: 'wifi' | 'host';
   pins: { analog: string[]; led: string | null };
+  /** Present when the full runtime does not fit the board's RAM: why, and what would. */
+  ramNote?: string;
   budget: {
     /** Minified bundle size the build refuses to exceed. */
     bundleBytesMax: number;

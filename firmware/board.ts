@@ -9,6 +9,7 @@
  * synchronously from inside the call that registered it: errors a port reports by throwing
  * (Espruino's Linux port throws on connect to a closed port) are deferred to the next turn.
  */
+import { Sha256Resume } from './core/hmac.js';
 
 /** Receives the events of one TCP connection. */
 export interface TcpHandler {
@@ -94,8 +95,13 @@ export interface Board {
   readonly storage: BoardStorage;
   /** null on ports without Wi-Fi (Linux): the network is assumed up. */
   readonly wifi: BoardWifi | null;
-  /** Native SHA-256 over a byte String, returning the 32-byte digest as a byte String; null where the port has no crypto module. */
-  readonly sha256: ((bytes: string) => string) | null;
+  /**
+   * SHA-256 over a byte String, returning the 32-byte digest as a byte String: the crypto
+   * module where the port has one, else the JavaScript one (firmware/core/sha256.ts).
+   */
+  readonly sha256: (bytes: string) => string;
+  /** The JavaScript hash's resumable form (saves two compressions per HMAC); null with native crypto. */
+  readonly sha256Resume: Sha256Resume | null;
   tcpConnect(host: string, port: number, handler: TcpHandler): TcpSocket;
   udpOpen(port: number, handler: UdpHandler): UdpSocket;
   memory(): BoardMemory;

@@ -17,7 +17,6 @@ import { Backoff, exponentialBackoff } from './core/backoff.js';
 import { fromHex, hex, Hmac } from './core/hmac.js';
 import { compilePipeline, Pipeline, Reading } from './core/pipeline.js';
 import { SeededRng } from './core/rng.js';
-import { sha256, sha256Resume } from './core/sha256.js';
 import { Discovery, DiscoveryOwner } from './protocols/discovery.js';
 import { MqttSession, PUBLISH_FULL, SESSION_STATE_NAMES, SessionHandler } from './protocols/mqtt-session.js';
 import { Outbox } from './protocols/outbox.js';
@@ -78,7 +77,7 @@ export class Device implements Part, TcpHandler, SessionHandler, DiscoveryOwner,
     this.cfg = cfg;
     this.rng = new SeededRng(board.entropy() ^ (rt.state.boots * 2654435761));
     var key = fromHex(cfg.fleetKey) as string;
-    var mac = board.sha256 ? new Hmac(key, board.sha256) : new Hmac(key, sha256, sha256Resume);
+    var mac = board.sha256Resume ? new Hmac(key, board.sha256, board.sha256Resume) : new Hmac(key, board.sha256);
     var base = 'espfleet/' + cfg.id + '/';
     this._topics = { s: base + 'status', t: base + 'telemetry', m: base + 'meta', h: base + 'health', q: base + 'rpc/req', a: base + 'rpc/res' };
     this.discovery = new Discovery(board, cfg, mac, this.rng, rt.state.boots, this, now);

@@ -26,13 +26,13 @@ function boardPlugin(profile, fw) {
   const hasCrypto = profile.modules.includes('crypto');
   const hasTelnet = profile.modules.includes('TelnetServer');
   const code =
-    `export var BOARD = ${JSON.stringify(profile.name)};\n` +
-    `export var FW = ${JSON.stringify(fw)};\n` +
-    `export var HAS_WIFI = ${hasWifi};\n` +
-    `export var HAS_CRYPTO = ${hasCrypto};\n` +
-    `export var HAS_TELNET = ${hasTelnet};\n` +
-    `export var VARS = ${profile.vars};\n` +
-    `export var LINUX = ${profile.port === 'LINUX'};\n`;
+    `export const BOARD = ${JSON.stringify(profile.name)};\n` +
+    `export const FW = ${JSON.stringify(fw)};\n` +
+    `export const HAS_WIFI = ${hasWifi};\n` +
+    `export const HAS_CRYPTO = ${hasCrypto};\n` +
+    `export const HAS_TELNET = ${hasTelnet};\n` +
+    `export const VARS = ${profile.vars};\n` +
+    `export const LINUX = ${profile.port === 'LINUX'};\n`;
   return {
     name: 'espfleet-board',
     resolveId(id) {
@@ -131,7 +131,13 @@ async function bundle({ input, plugins, name }) {
   await b.close();
   const errs = warnings.filter((w) => w.plugin === 'typescript');
   if (errs.length) throw new Error(errs.map((w) => w.message).join('\n'));
-  return fillArrayHoles(output[0].code);
+  const code = fillArrayHoles(output[0].code);
+  // Where the bytes come from: each module's share of the (unminified) rendered code.
+  const modules = Object.entries(output[0].modules)
+    .map(([id, m]) => ({ module: relative(process.cwd(), id.replace(/^\0/, '')), rendered: m.renderedLength }))
+    .filter((m) => m.rendered > 0)
+    .sort((a, b) => b.rendered - a.rendered);
+  return Object.assign(new String(code), { modules });
 }
 
 export function loadProfiles(root) {
@@ -160,11 +166,12 @@ export async function buildFirmware({ root, boards = null, log = () => {} }) {
   const report = { fw, at: new Date().toISOString(), boards: [] };
   for (const profile of profiles) {
     if (boards && !boards.includes(profile.name)) continue;
-    const code = await bundle({
+    const built = await bundle({
       input: join(root, 'boards', 'espruino', 'main.ts'),
       plugins: [boardPlugin(profile, fw), tsPlugin(root, tsconfig)],
       name: undefined,
     });
+    const code = String(built);
     const file = join(out, `${profile.name}.js`);
     const violations = checkBundle(code, { modules: profile.modules });
     if (violations.length) {
@@ -185,6 +192,7 @@ export async function buildFirmware({ root, boards = null, log = () => {} }) {
       vars: profile.vars,
       varsAtRestMax: profile.budget.varsAtRestMax,
       withinBudget: bytes <= profile.budget.bundleBytesMax,
+      modules: built.modules,
     };
     report.boards.push(entry);
     log(
@@ -200,7 +208,7 @@ export async function buildFirmware({ root, boards = null, log = () => {} }) {
       name: 'ESPFLEET_LIB',
     });
     // Rollup builds namespace objects as {__proto__:null, …}; the library only needs plain ones.
-    const libCode = lib.split('{__proto__:null,').join('{');
+    const libCode = String(lib).split('{__proto__:null,').join('{');
     const libViolations = checkBundle(libCode);
     if (libViolations.length) throw new Error('lib bundle holds constructs Espruino cannot run:\n' + formatViolations('lib.js', libViolations));
     writeFileSync(join(out, 'lib.js'), libCode);
@@ -214,9 +222,9 @@ export async function buildFirmware({ root, boards = null, log = () => {} }) {
       plugins: [boardPlugin(profiles.find((p) => p.name === 'esp32'), fw), tsPlugin(root, tsconfig)],
       name: undefined,
     });
-    const benchViolations = checkBundle(bench);
+    const benchViolations = checkBundle(String(bench));
     if (benchViolations.length) throw new Error('bench bundle holds constructs Espruino cannot run:\n' + formatViolations('bench.js', benchViolations));
-    writeFileSync(join(out, 'bench.js'), bench);
+    writeFileSync(join(out, 'bench.js'), String(bench));
     log(`  bench    ${String(bench.length).padStart(7)} B (device benchmark: run it on any Espruino)`);
   }
   writeFileSync(join(out, 'report.json'), JSON.stringify(report, null, 2) + '\n');

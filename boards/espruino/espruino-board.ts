@@ -4,6 +4,8 @@
  */
 import { Board, BoardMemory, BoardStorage, BoardWifi, TcpHandler, TcpSocket, UdpHandler, UdpSocket } from '../../firmware/board.js';
 import { BOARD, FW, HAS_CRYPTO, HAS_TELNET, HAS_WIFI } from 'espfleet:board';
+import { Sha256Resume } from '../../firmware/core/hmac.js';
+import { sha256, sha256Resume } from '../../firmware/core/sha256.js';
 
 class EspruinoStorageAdapter implements BoardStorage {
   _s: EspruinoStorage;
@@ -161,7 +163,8 @@ export class EspruinoBoard implements Board {
   fw: string;
   storage: BoardStorage;
   wifi: BoardWifi | null;
-  sha256: ((bytes: string) => string) | null;
+  sha256: (bytes: string) => string;
+  sha256Resume: Sha256Resume | null;
   _timer: number;
   _wallOffsetMs: number;
 
@@ -170,12 +173,17 @@ export class EspruinoBoard implements Board {
     this.fw = FW;
     this.storage = new EspruinoStorageAdapter();
     this.wifi = HAS_WIFI ? new EspruinoWifiAdapter() : null;
-    this.sha256 = null;
+    // HAS_CRYPTO is a build constant: the bundle of a board with the crypto module carries no
+    // JavaScript SHA-256, and one without carries no reference to the module.
     if (HAS_CRYPTO) {
       var c = require('crypto');
       this.sha256 = function (bytes: string) {
         return E.toString(c.SHA256(bytes));
       };
+      this.sha256Resume = null;
+    } else {
+      this.sha256 = sha256;
+      this.sha256Resume = sha256Resume;
     }
     this._timer = -1;
     this._wallOffsetMs = 0;

@@ -145,6 +145,5 @@ describe('shipped bundles', () => {
     expect(entry.gzipBytes).toBeGreaterThan(0);
     expect(entry.gzipBytes).toBeLessThan(bytes);
     expect(bytes).toBeLessThanOrEqual(profile.budget.bundleBytesMax);
-    expect(entry.codeVarsFromStorage).toBeLessThanOrEqual(profile.budget.varsAtRestMax);
   });
 });
