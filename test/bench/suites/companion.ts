@@ -37,7 +37,7 @@ import { createLogger, type Logger } from '../../../host/log.js';
 import { startFleetWithCompanion, waitFor } from '../../helpers/fleet.js';
 import { mosquittoAvailable, startMosquitto, warnMosquittoMissing } from '../../helpers/mosquitto.js';
 import { goalHigher, percentile, round, type BenchGoal, type BenchRow, type Suite } from '../harness.js';
-import { runBeaconLoad, type BeaconLoadResult } from '../lib/beacon-sender.js';
+import { BeaconSender, type BeaconSendResult } from '../lib/beacon-sender.js';
 import { median, runMqttLoad, runRates, type MqttLoadResult, type MqttLoadSpec } from '../lib/mqtt-load.js';
 
 // --- ingest ---------------------------------------------------------------------------------
@@ -54,8 +54,8 @@ const INGEST_RUN_TIME_MS = 10_000;
 // --- beacons --------------------------------------------------------------------------------
 /** Distinct device ids beaconing (a fresh registry holds 1024). */
 const BEACON_DEVICES = 500;
-/** Beacons per device per run: 50,000 datagrams a run, about 17 MB pre-built. */
-const BEACONS_PER_DEVICE = 100;
+/** Beacons per device per run: 150,000 datagrams (about 35 MB pre-built), about a second of sending. */
+const BEACONS_PER_DEVICE = 300;
 const BEACON_RUNS = 3;
 const BEACON_SEND_TIME_MS = 5_000;
 /** The receiver is done when no datagram came for this long after the sender finished. */
@@ -170,10 +170,13 @@ async function benchIngest(rows: BenchRow[], goals: BenchGoal[]): Promise<void> 
   let raw: MqttLoadResult;
   let noop: MqttLoadResult;
   let rawThrottled: number;
+  let rawElu: number;
   await bus.start();
   try {
     const url = `mqtt://127.0.0.1:${bus.address()!.port}`;
+    const e0 = performance.eventLoopUtilization();
     raw = await ingestLoad(url, devicePublishers(fleetKey, 'raw-'), 'espfleet/+/telemetry');
+    rawElu = performance.eventLoopUtilization(e0).utilization;
     // The ingest path with nothing behind it: credentials, ACL and a no-op hook before each PUBACK.
     bus.onDevicePublish(async () => {});
     noop = await ingestLoad(url, devicePublishers(fleetKey, 'noop-'));
@@ -211,14 +214,15 @@ async function benchIngest(rows: BenchRow[], goals: BenchGoal[]): Promise<void> 
     { name: 'ingest: rows per group commit, peak', value: st.batchRowsPeak, unit: 'rows' },
     { name: 'ingest: time per commit (insert + fsync), mean', value: round(ingest.flush.ms / Math.max(1, ingest.flush.calls), 3), unit: 'ms' },
     { name: 'ingest: share of the load time spent committing', value: round((100 * ingest.flush.ms) / ingest.wallMs, 1), unit: '%' },
-    { name: 'ingest: main-thread event-loop utilisation during the load', value: round(100 * ingest.elu.utilization, 1), unit: '%' },
+    { name: 'ingest: broker thread event-loop utilisation during the load (connects included)', value: round(100 * ingest.elu.utilization, 1), unit: '%' },
+    { name: 'raw embedded: broker thread event-loop utilisation during the load (connects included)', value: round(100 * rawElu, 1), unit: '%' },
     { name: 'ingest: publishes delayed by the rate limit (companion, raw + no-op)', value: ingest.throttled + rawThrottled, unit: 'msgs' },
   );
   goals.push(goalHigher('durable ingest vs raw embedded-broker pub/sub', round(ingestRate, 0), round(rawRate, 0), 'embedded broker raw pub/sub', 0.5));
 }
 
 interface ReceiveRun {
-  sender: BeaconLoadResult;
+  sender: BeaconSendResult;
   /** Datagrams that reached the receiver's handler. */
   received: number;
   /** Beacons validated and recorded (the plain socket: same as received). */
@@ -228,14 +232,15 @@ interface ReceiveRun {
 }
 
 /** Waits until the sender is done and the receiver has been idle for IDLE_MS (bounded). */
-async function settle(sender: Promise<BeaconLoadResult>, lastAt: () => number): Promise<BeaconLoadResult> {
-  const s = await sender;
+async function settle(sending: Promise<BeaconSendResult>, lastAt: () => number): Promise<BeaconSendResult> {
+  const s = await sending;
   const deadline = performance.now() + 5000;
   while (performance.now() - lastAt() < IDLE_MS && performance.now() < deadline) await new Promise((r) => setTimeout(r, 20));
   return s;
 }
 
-async function rawReceive(fleetKey: string, seqBase: number): Promise<ReceiveRun> {
+/** A plain socket, bound as the listener binds (wildcard, SO_REUSEADDR), that only counts. */
+async function rawReceive(sender: BeaconSender): Promise<ReceiveRun> {
   const sock = dgram.createSocket({ type: 'udp4', reuseAddr: true });
   let n = 0;
   let first = 0;
@@ -246,27 +251,38 @@ async function rawReceive(fleetKey: string, seqBase: number): Promise<ReceiveRun
   });
   await new Promise<void>((r) => sock.bind(0, '0.0.0.0', () => r()));
   try {
-    const sender = await settle(
-      runBeaconLoad({ fleetKey, port: sock.address().port, prefix: 'bcn-', devices: BEACON_DEVICES, perDevice: BEACONS_PER_DEVICE, seqBase, timeMs: BEACON_SEND_TIME_MS }),
-      () => last,
-    );
-    return { sender, received: n, handled: n, ms: last - first };
+    const s = await settle(sender.send(sock.address().port, BEACON_SEND_TIME_MS), () => last);
+    return { sender: s, received: n, handled: n, ms: last - first };
   } finally {
     await new Promise<void>((r) => sock.close(() => r()));
   }
 }
 
-async function validatedReceive(c: Companion, fleetKey: string, seqBase: number): Promise<ReceiveRun & { dropped: Record<string, number>; handlerMs: number }> {
+interface ValidatedRun extends ReceiveRun {
+  rejected: Record<string, number>;
+  /** Time inside the listener's handler (verify, window, registry, offer), all datagrams. */
+  handlerMs: number;
+  /** The receiving thread's event-loop utilisation from the first to the last datagram. */
+  elu: number;
+}
+
+/** The companion's own discovery listener; each datagram is stamped and its handler timed. */
+async function validatedReceive(c: Companion, sender: BeaconSender): Promise<ValidatedRun> {
   const d = c.discovery;
   const before = { datagrams: d.counters.datagrams, beacons: d.counters.beacons, dropped: { ...d.counters.dropped } };
   let first = 0;
   let last = 0;
   let handlerMs = 0;
+  let elu0: ReturnType<typeof performance.eventLoopUtilization> | null = null;
+  let elu = NaN;
   const orig = d.onDatagram;
-  // Stamps each datagram and times the listener's whole synchronous work on it.
+  // An own property on the instance: the socket's listener calls this.onDatagram, so it lands here.
   d.onDatagram = function (this: typeof d, msg, rinfo) {
     const t = performance.now();
-    if (first === 0) first = t;
+    if (first === 0) {
+      first = t;
+      elu0 = performance.eventLoopUtilization();
+    }
     try {
       return orig.call(this, msg, rinfo);
     } finally {
@@ -274,22 +290,29 @@ async function validatedReceive(c: Companion, fleetKey: string, seqBase: number)
       handlerMs += last - t;
     }
   };
+  // The loop's utilisation from the first datagram to the last 5 ms tick that saw a new one.
+  let seen = 0;
+  const tick = setInterval(() => {
+    if (elu0 !== null && last !== seen) {
+      seen = last;
+      elu = performance.eventLoopUtilization(elu0).utilization;
+    }
+  }, 5);
   try {
-    const sender = await settle(
-      runBeaconLoad({ fleetKey, port: d.port(), prefix: 'bcn-', devices: BEACON_DEVICES, perDevice: BEACONS_PER_DEVICE, seqBase, timeMs: BEACON_SEND_TIME_MS }),
-      () => last,
-    );
-    const dropped: Record<string, number> = {};
-    for (const [k, v] of Object.entries(d.counters.dropped)) if (v - (before.dropped[k] ?? 0) > 0) dropped[k] = v - (before.dropped[k] ?? 0);
+    const s = await settle(sender.send(d.port(), BEACON_SEND_TIME_MS), () => last);
+    const rejected: Record<string, number> = {};
+    for (const [k, v] of Object.entries(d.counters.dropped)) if (v - (before.dropped[k] ?? 0) > 0) rejected[k] = v - (before.dropped[k] ?? 0);
     return {
-      sender,
+      sender: s,
       received: d.counters.datagrams - before.datagrams,
       handled: d.counters.beacons - before.beacons,
       ms: last - first,
-      dropped,
+      rejected,
       handlerMs,
+      elu,
     };
   } finally {
+    clearInterval(tick);
     delete (d as unknown as Record<string, unknown>).onDatagram;
   }
 }
@@ -298,39 +321,61 @@ async function benchBeacons(rows: BenchRow[], goals: BenchGoal[]): Promise<void>
   const fleetKey = newFleetKey();
   await withCompanion(fleetKey, async (c) => {
     const raws: ReceiveRun[] = [];
-    const vals: Awaited<ReturnType<typeof validatedReceive>>[] = [];
+    const vals: ValidatedRun[] = [];
     const registryFlush = timeCalls(c.registry, 'flush');
-    const elu0 = performance.eventLoopUtilization();
-    // Interleaved, so a change in the machine's load hits both alike. Each validated run
-    // continues the seqs of the previous one: every beacon it sends is fresh.
+    let bytes = 0;
+    let buildMs = 0;
+    // One set per pair of runs; the pair's order alternates so a change in the machine's load
+    // hits both kinds alike. Each set continues the seqs of the previous one, so every beacon
+    // the listener gets is fresh to it.
     for (let i = 0; i < BEACON_RUNS; i++) {
-      raws.push(await rawReceive(fleetKey, i * BEACONS_PER_DEVICE));
-      vals.push(await validatedReceive(c, fleetKey, i * BEACONS_PER_DEVICE));
+      const sender = await BeaconSender.start({ fleetKey, prefix: 'bcn-', devices: BEACON_DEVICES, perDevice: BEACONS_PER_DEVICE, seqBase: i * BEACONS_PER_DEVICE });
+      try {
+        bytes = sender.bytes;
+        buildMs += sender.buildMs;
+        if (i % 2 === 0) {
+          raws.push(await rawReceive(sender));
+          vals.push(await validatedReceive(c, sender));
+        } else {
+          vals.push(await validatedReceive(c, sender));
+          raws.push(await rawReceive(sender));
+        }
+      } finally {
+        await sender.close();
+      }
     }
-    const elu = performance.eventLoopUtilization(elu0);
     registryFlush.restore();
     const rate = (x: ReceiveRun) => x.handled / (x.ms / 1000);
     const rawRate = median(raws.map(rate));
     const valRate = median(vals.map(rate));
     const sendRate = median([...raws, ...vals].map((x) => x.sender.sent / (x.sender.sendMs / 1000)));
-    const sum = (xs: ReceiveRun[], f: (x: ReceiveRun) => number) => xs.reduce((n, x) => n + f(x), 0);
+    const sum = <T extends ReceiveRun>(xs: T[], f: (x: T) => number) => xs.reduce((n, x) => n + f(x), 0);
     const rejected: Record<string, number> = {};
-    for (const v of vals) for (const [k, n] of Object.entries(v.dropped)) rejected[k] = (rejected[k] ?? 0) + n;
-    const handlerUs = (1000 * vals.reduce((n, v) => n + v.handlerMs, 0)) / Math.max(1, sum(vals, (x) => x.received));
-    const offers = vals.reduce((n, v) => n + v.sender.offers, 0);
-    const shape = `${BEACON_DEVICES} devices, ${BEACON_DEVICES * BEACONS_PER_DEVICE} datagrams of ${raws[0].sender.bytes} B per run, median of ${BEACON_RUNS}`;
+    for (const v of vals) for (const [k, n] of Object.entries(v.rejected)) rejected[k] = (rejected[k] ?? 0) + n;
+    const received = sum(vals, (x) => x.received);
+    const handlerUs = (1000 * sum(vals, (x) => x.handlerMs)) / Math.max(1, received);
+    const windowMs = sum(vals, (x) => x.ms);
+    const shape = `${BEACON_DEVICES} devices, ${BEACON_DEVICES * BEACONS_PER_DEVICE} datagrams of ${bytes} B per run, median of ${BEACON_RUNS}`;
     rows.push(
       { name: `beacons validated by the discovery listener (MAC, window, registry, offer), ${shape}`, value: round(valRate, 0), unit: 'datagrams/s' },
       { name: `raw UDP receive rate, plain dgram socket counting, ${shape}`, value: round(rawRate, 0), unit: 'datagrams/s' },
       { name: 'sender rate (loopback, one worker thread)', value: round(sendRate, 0), unit: 'datagrams/s' },
-      { name: 'raw socket: datagrams dropped before the socket (all runs)', value: sum(raws, (x) => x.sender.sent - x.received), unit: 'datagrams' },
-      { name: 'listener: datagrams dropped before the socket (all runs)', value: sum(vals, (x) => x.sender.sent - x.received), unit: 'datagrams' },
-      { name: 'listener: datagrams received but rejected (all runs)' + (Object.keys(rejected).length ? ' ' + JSON.stringify(rejected) : ''), value: sum(vals, (x) => x.received - x.handled), unit: 'datagrams' },
-      { name: 'listener: offers that reached the senders (all runs)', value: offers, unit: 'datagrams' },
+      { name: 'raw socket: datagrams sent but never received (all runs)', value: sum(raws, (x) => x.sender.sent - x.received), unit: 'datagrams' },
+      { name: 'listener: datagrams sent but never received (all runs)', value: sum(vals, (x) => x.sender.sent - x.received), unit: 'datagrams' },
+      {
+        name: 'listener: datagrams received but rejected (all runs)' + (Object.keys(rejected).length ? ' ' + JSON.stringify(rejected) : ''),
+        value: sum(vals, (x) => x.received - x.handled),
+        unit: 'datagrams',
+      },
+      { name: 'listener: offers that reached the sender (all runs; the sender is busy, so many are lost)', value: sum(vals, (x) => x.sender.offers), unit: 'datagrams' },
       { name: 'listener: handler time per datagram (verify, window, registry, offer)', value: round(handlerUs, 2), unit: 'us' },
-      { name: 'listener: registry write-behind flushes, mean time each', value: round(registryFlush.ms / Math.max(1, registryFlush.calls), 3), unit: 'ms' },
-      { name: 'listener: registry write-behind flushes', value: registryFlush.calls, unit: 'flushes' },
-      { name: 'receiving thread event-loop utilisation (both kinds of run)', value: round(100 * elu.utilization, 1), unit: '%' },
+      { name: 'listener: share of the receiving window spent in the handler', value: round((100 * sum(vals, (x) => x.handlerMs)) / windowMs, 1), unit: '%' },
+      { name: 'listener: registry write-behind flushes (one SQLite transaction each)', value: registryFlush.calls, unit: 'flushes' },
+      { name: 'listener: registry flush time, mean', value: round(registryFlush.ms / Math.max(1, registryFlush.calls), 3), unit: 'ms' },
+      { name: 'listener: share of the receiving window spent in registry flushes', value: round((100 * registryFlush.ms) / windowMs, 1), unit: '%' },
+      { name: 'listener: datagrams per registry flush, mean', value: round(sum(vals, (x) => x.handled) / Math.max(1, registryFlush.calls), 1), unit: 'datagrams' },
+      { name: 'listener: receiving thread event-loop utilisation, median', value: round(100 * median(vals.map((x) => x.elu)), 1), unit: '%' },
+      { name: 'beacon set build time per run (worker, before sending)', value: round(buildMs / BEACON_RUNS, 0), unit: 'ms' },
     );
     goals.push(goalHigher('beacon validation vs raw UDP receive', round(valRate, 0), round(rawRate, 0), 'raw UDP receive (dgram socket)', 0.5));
   });
