@@ -208,16 +208,29 @@ describe('raft service on loopback', () => {
     running.push(d);
     await d.start();
     for (const s of svcs) s.addPeer('d', '127.0.0.1:' + pd);
-    const idx = await leaderOf(svcs)!.propose({ t: 'member.add', id: 'd', addr: '127.0.0.1:18839', weight: 2 });
+    // A new leader takes no configuration change before its first entry commits ('conf-pending').
+    const idx = await proposeConf(svcs, { t: 'member.add', id: 'd', addr: '127.0.0.1:18839', weight: 2 });
     await until(() => d.status().applied >= idx);
     expect(d.status().voters).toEqual(['a', 'b', 'c', 'd']);
     expect(d.state.member('d')).toEqual({ id: 'd', addr: '127.0.0.1:18839', weight: 2 });
     for (const s of svcs) expect(s.status().voters).toEqual(['a', 'b', 'c', 'd']);
     // Removing it again is the other single step.
-    const rm = await leaderOf(svcs)!.propose({ t: 'member.remove', id: 'd' });
+    const rm = await proposeConf(svcs, { t: 'member.remove', id: 'd' });
     await until(() => svcs.every((s) => s.status().applied >= rm));
     for (const s of svcs) expect(s.status().voters).toEqual(['a', 'b', 'c']);
   });
+
+  /** Proposes a membership change at the leader, retrying while a previous change is pending. */
+  async function proposeConf(svcs: RaftService[], cmd: Parameters<RaftService['propose']>[0]): Promise<number> {
+    for (let i = 0; ; i++) {
+      try {
+        return await leaderOf(svcs)!.propose(cmd);
+      } catch (e) {
+        if (i >= 100 || !String(e).includes('conf-pending')) throw e;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
+  }
 
   it('a companion holding the wrong secret cannot disturb the cluster', async () => {
     const { svcs, ports } = await cluster(['a', 'b', 'c']);
