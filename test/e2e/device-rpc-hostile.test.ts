@@ -10,16 +10,22 @@
  * Afterwards the device is as it was: same config, same session (no reconnect), no reboot, its
  * Storage config and boot code byte for byte, its outbox intact, no new global, no prototype
  * touched, nothing printed on the console, no eval / Function call, JsVars within a small
- * tolerance; the counters moved by exactly the requests that ran (rpc.served) or were refused
- * unparsed (rpc.refused). A retried request (same id) is answered twice and executed once.
+ * tolerance; the counters moved by exactly the requests that reached a handler (rpc.served) or
+ * were refused before one (rpc.refused). A retried request (same id) is answered twice and
+ * executed once. (The protocol's other no-reply case, a duplicate still in flight, cannot arise
+ * on the device: handlers run synchronously, so a second copy always finds the first answered.)
+ * A request over the device's MQTT packet bound (2 KB) is an expected failure: see the test.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EmulatedBoard } from '../../boards/emulator/board.js';
 import { startFleetWithCompanion, waitFor, type Fleet } from '../helpers/fleet.js';
 
 const BOARDS = 4;
-/** JsVars a board may differ by between two quiet moments (outbox window, pipeline, timers). */
-const VARS_TOLERANCE = 120;
+/**
+ * JsVars a board may differ by between two moments with its answer cache full: telemetry in
+ * flight (up to 8 QoS 1 messages of ~60 bytes, ~6 vars each) comes and goes. Measured: within 10.
+ */
+const VARS_TOLERANCE = 48;
 
 let fleet: Fleet;
 /** Boards the table runs on; the last board is kept for the 2 KB request (see below). */
@@ -256,6 +262,13 @@ afterAll(async () => {
 describe('hostile RPC requests on emulated boards behind a real companion', () => {
   it('each gets the expected error reply (or none), and the device is left as it was', async () => {
     const rows = table();
+    // Fill the answer cache (4 entries) first: its size is bounded, and full before and after.
+    // Two pings and their two sentinels.
+    await Promise.all(
+      table3.map(async (id) => {
+        for (let k = 0; k < 2; k++) await ask(id, j({ id: `warm-${k}`, m: 'ping', p: {} }));
+      }),
+    );
     const before = new Map(table3.map((id) => [id, snapshot(fleet.emulator.get(id))]));
     const failures: string[] = [];
     await Promise.all(
