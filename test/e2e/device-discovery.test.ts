@@ -436,7 +436,7 @@ describe('device discovery on emulated boards (shipped bundle)', () => {
     expect(b.counters.errors).toBe(0);
   });
 
-  it('a board with a static mqtt.host connects there and ignores the brokers offers name', async () => {
+  it('a board with a static mqtt.host connects there and ignores the broker an offer names', async () => {
     const id = 'd-static';
     await waitFor(`${id} connects to its static broker`, () => staticBroker.from(id) >= 1, 10_000);
     await waitFor(`${id} accepted an authentic offer`, () => disc(board(id)).offers >= 1, 15_000);
