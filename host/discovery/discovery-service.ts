@@ -39,17 +39,25 @@ export interface DiscoveryOptions {
   skewMs?: number;
   /** Silence after which a device whose boot counter went back is accepted again (default 10 min). */
   forgetMs?: number;
+  /**
+   * At most one offer per device this often (default 2 s). A device beacons in bursts of one a
+   * second and accepts an offer answering any of its last few beacons, so one answer per burst
+   * step is enough; the rest would be work (a MAC and a datagram each) for nobody.
+   */
+  offerEveryMs?: number;
 }
 
 /** One log line per reason per this many ms, so a flood cannot flood the log. */
 const LOG_EVERY_MS = 10_000;
 
 export class DiscoveryService {
-  readonly counters = { datagrams: 0, beacons: 0, offers: 0, dropped: {} as Record<string, number> };
+  readonly counters = { datagrams: 0, beacons: 0, offers: 0, offersPaced: 0, dropped: {} as Record<string, number> };
   private sock: dgram.Socket | null = null;
   private readonly window: BeaconWindow;
   private readonly now: () => number;
   private readonly lastLog = new Map<string, number>();
+  /** When each device was last sent an offer; bounded like the replay window. */
+  private readonly offeredAt = new Map<string, number>();
 
   constructor(private readonly o: DiscoveryOptions) {
     this.window = new BeaconWindow(o.sendersMax ?? 4096, o.skewMs ?? Number.MAX_SAFE_INTEGER, o.forgetMs ?? 600_000);
@@ -100,6 +108,13 @@ export class DiscoveryService {
     }
     const target = this.o.offerFor(b, from);
     if (!target) return null;
+    const last = this.offeredAt.get(b.id);
+    if (last !== undefined && now - last < (this.o.offerEveryMs ?? 2000) && now >= last) {
+      this.counters.offersPaced++;
+      return null;
+    }
+    if (this.offeredAt.size >= (this.o.sendersMax ?? 4096)) this.offeredAt.clear();
+    this.offeredAt.set(b.id, now);
     const built = buildOffer({ id: b.id, host: target.host, broker: target.broker, epoch: target.epoch, ts: Math.floor(now), re: b.nonce }, this.o.mac);
     if (!built.ok) {
       this.log('offer not built', { id: b.id, reason: built.reason });

@@ -2,8 +2,8 @@
  * The device registry, persisted in SQLite (`devices` table, database.ts).
  *
  * Reads come from an in-memory copy loaded at open (the registry is bounded by devicesMax, so it
- * fits). Writes change the copy at once and reach the file in one transaction at the next
- * setImmediate (write-behind): a fleet beacons every few seconds, and one fsync per beacon
+ * fits). Writes change the copy at once and reach the file in one transaction flushDelayMs
+ * later (write-behind, default 250 ms): a fleet beacons every few seconds, and one fsync per beacon
  * would block the event loop for nothing, because a lost last-seen time is restored by the
  * next beacon. flush() writes at once; close() flushes.
  *
@@ -89,6 +89,12 @@ export interface RegistryStoreOptions {
    * with a reason, so a flood of forged or misconfigured ids cannot grow memory and disk.
    */
   devicesMax?: number;
+  /**
+   * How long changes wait before one transaction writes them all (default 250 ms). A beacon
+   * storm costs one fsync per window instead of one per event-loop turn; what a crash loses is
+   * at most this much of last-seen times and states, which the next beacon or session restores.
+   */
+  flushDelayMs?: number;
 }
 
 export interface LivenessPolicy {
@@ -146,7 +152,8 @@ export class RegistryStore {
   private readonly _byId = new Map<string, DeviceRecord>();
   /** Ids to write; a missing record means delete. */
   private readonly _dirty = new Set<string>();
-  private _scheduled: NodeJS.Immediate | null = null;
+  private _scheduled: NodeJS.Timeout | null = null;
+  private readonly _flushDelayMs: number;
   private _closed = false;
   private _flushes = 0;
   private _flushErrors = 0;
@@ -168,6 +175,9 @@ export class RegistryStore {
     const max = options.devicesMax ?? 1024;
     if (!Number.isSafeInteger(max) || max < 1) throw new RangeError('devicesMax must be a positive integer');
     this._devicesMax = max;
+    const delay = options.flushDelayMs ?? 250;
+    if (!(delay >= 0 && delay <= 60_000)) throw new RangeError('flushDelayMs must be 0-60000');
+    this._flushDelayMs = delay;
     this._upsert = db.prepare(`INSERT INTO devices (id, kind, fw, caps, mem, addr, port, beacon_seq, up_ms,
         first_seen, last_seen, state, state_reason, state_since, owner, health, health_at)
       VALUES (@id, @kind, @fw, @caps, @mem, @addr, @port, @beacon_seq, @up_ms,
@@ -354,7 +364,7 @@ export class RegistryStore {
    */
   flush(): void {
     if (this._scheduled) {
-      clearImmediate(this._scheduled);
+      clearTimeout(this._scheduled);
       this._scheduled = null;
     }
     if (this._dirty.size === 0) return;
@@ -388,7 +398,10 @@ export class RegistryStore {
 
   private _touch(id: string): void {
     this._dirty.add(id);
-    if (this._scheduled === null && !this._closed) this._scheduled = setImmediate(this._flushCb);
+    if (this._scheduled === null && !this._closed) {
+      this._scheduled = setTimeout(this._flushCb, this._flushDelayMs);
+      this._scheduled.unref();
+    }
   }
 }
 
