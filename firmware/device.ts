@@ -275,9 +275,9 @@ export class Device implements Part, TcpHandler, SessionHandler, DiscoveryOwner,
     if (tag >= 0) this.outbox.acked(tag);
   }
 
-  onMessage(topic: string, payload: string, qos: number, retain: boolean): void {
+  onMessage(topic: string, payload: string, qos: number, retain: boolean, over: number): void {
     if (topic !== this._topics.q) return;
-    var reply = this.rpc.handle(payload, this.board.wallMs());
+    var reply = over ? this.rpc.tooLarge(payload, over) : this.rpc.handle(payload, this.board.wallMs());
     if (reply !== null) this.session.publish(this._topics.a, reply, 1, false, -1);
   }
 

@@ -164,13 +164,36 @@ export async function buildFirmware({ root, boards = null, log = () => {} }) {
   mkdirSync(out, { recursive: true });
   const tsconfig = join(root, 'boards', 'espruino', 'tsconfig.json');
   const report = { fw, at: new Date().toISOString(), boards: [] };
-  for (const profile of profiles) {
-    if (boards && !boards.includes(profile.name)) continue;
-    const built = await bundle({
-      input: join(root, 'boards', 'espruino', 'main.ts'),
-      plugins: [boardPlugin(profile, fw), tsPlugin(root, tsconfig)],
-      name: undefined,
-    });
+  // The bundles are independent: build them side by side (terser and the type checker are CPU
+  // bound, and a machine has more than one core), then report in profile order.
+  const wanted = profiles.filter((p) => !boards || boards.includes(p.name));
+  const libPromise = boards
+    ? null
+    : bundle({
+        input: LIB_MODULE,
+        plugins: [libPlugin(root), tsPlugin(root, join(root, 'firmware', 'tsconfig.json'))],
+        name: 'ESPFLEET_LIB',
+      });
+  const benchEntry = join(root, 'boards', 'espruino', 'bench.ts');
+  const benchPromise =
+    boards || !existsSync(benchEntry)
+      ? null
+      : bundle({
+          input: benchEntry,
+          plugins: [boardPlugin(profiles.find((p) => p.name === 'esp32'), fw), tsPlugin(root, tsconfig)],
+          name: undefined,
+        });
+  const builtAll = await Promise.all(
+    wanted.map((profile) =>
+      bundle({
+        input: join(root, 'boards', 'espruino', 'main.ts'),
+        plugins: [boardPlugin(profile, fw), tsPlugin(root, tsconfig)],
+        name: undefined,
+      }),
+    ),
+  );
+  for (const [k, profile] of wanted.entries()) {
+    const built = builtAll[k];
     const code = String(built);
     const file = join(out, `${profile.name}.js`);
     const violations = checkBundle(code, { modules: profile.modules });
@@ -201,12 +224,8 @@ export async function buildFirmware({ root, boards = null, log = () => {} }) {
         (entry.withinBudget ? '' : '  OVER BUDGET'),
     );
   }
-  if (!boards) {
-    const lib = await bundle({
-      input: LIB_MODULE,
-      plugins: [libPlugin(root), tsPlugin(root, join(root, 'firmware', 'tsconfig.json'))],
-      name: 'ESPFLEET_LIB',
-    });
+  if (libPromise) {
+    const lib = await libPromise;
     // Rollup builds namespace objects as {__proto__:null, …}; the library only needs plain ones.
     const libCode = String(lib).split('{__proto__:null,').join('{');
     const libViolations = checkBundle(libCode);
@@ -214,14 +233,9 @@ export async function buildFirmware({ root, boards = null, log = () => {} }) {
     writeFileSync(join(out, 'lib.js'), libCode);
     log(`  lib      ${String(libCode.length).padStart(7)} B (every firmware core, for the tests)`);
   }
-  const benchEntry = join(root, 'boards', 'espruino', 'bench.ts');
-  if (!boards && existsSync(benchEntry)) {
+  if (benchPromise) {
     // The device benchmark: the same codec, session and outbox, the same minifier settings.
-    const bench = await bundle({
-      input: benchEntry,
-      plugins: [boardPlugin(profiles.find((p) => p.name === 'esp32'), fw), tsPlugin(root, tsconfig)],
-      name: undefined,
-    });
+    const bench = await benchPromise;
     const benchViolations = checkBundle(String(bench));
     if (benchViolations.length) throw new Error('bench bundle holds constructs Espruino cannot run:\n' + formatViolations('bench.js', benchViolations));
     writeFileSync(join(out, 'bench.js'), String(bench));

@@ -18,7 +18,8 @@
  * the session's own state is updated, so a handler may call publish() from inside it:
  *   onUp(sessionPresent)             CONNACK accepted (§3.2.2.2)
  *   onAck(id, tag)                   PUBACK for our QoS 1 publish id; tag is publish()'s tag
- *   onMessage(topic, payload, qos, retain)   an inbound PUBLISH (byte Strings, never decoded)
+ *   onMessage(topic, payload, qos, retain, over)   an inbound PUBLISH (byte Strings, never
+ *                                    decoded); over > 0 for one larger than packetBytesMax
  *
  * IN-FLIGHT WINDOW. A QoS 1 publish stays in the window, as its encoded bytes, until its PUBACK;
  * at most inflightMax at a time (publish() returns PUBLISH_FULL beyond). The window survives a
@@ -109,7 +110,11 @@ export var CONNACK_RC_NAMES = [
 export interface SessionHandler {
   onUp(sessionPresent: boolean): void;
   onAck(id: number, tag: number): void;
-  onMessage(topic: string, payload: string, qos: number, retain: boolean): void;
+  /**
+   * over > 0: the message was larger than packetBytesMax; payload holds only its first bytes
+   * (the parser skipped the rest). It is acknowledged like any other so it is not redelivered.
+   */
+  onMessage(topic: string, payload: string, qos: number, retain: boolean, over: number): void;
 }
 
 export interface SessionOptions {
@@ -265,7 +270,7 @@ export class MqttSession {
         // [MQTT-4.3.2-2]: acknowledge QoS 1. The PUBACK leaves in this turn's write, after the
         // handler has run.
         if (p.qos) this._send(encodePuback(p.id));
-        this._h.onMessage(p.topic, p.payload, p.qos, p.retain);
+        this._h.onMessage(p.topic, p.payload, p.qos, p.retain, p.over);
       } else if (t === PINGRESP) this._pg = false;
       else if (t === CONNACK) {
         if (s !== SESSION_CONNECTING) return this._close('protocol: second CONNACK');

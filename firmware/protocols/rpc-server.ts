@@ -89,6 +89,22 @@ export class RpcServer {
     return reply;
   }
 
+  /**
+   * A request the MQTT layer could not hold (over its packet limit): only its first bytes are
+   * here. Answers bad_request with the request's id when those bytes show one (the companion's
+   * client puts `id` first), so the caller learns at once instead of timing out.
+   */
+  tooLarge(prefix: string, bytes: number): string {
+    var id = '';
+    var k = prefix.indexOf('"id":"');
+    if (k >= 0) {
+      var end = prefix.indexOf('"', k + 6);
+      var cand = end > 0 ? prefix.substring(k + 6, end) : '';
+      if (cand.length <= 64 && cand.indexOf('\\') < 0) id = cand;
+    }
+    return this._refuse(id, E_BAD_REQUEST, 'request of ' + bytes + ' bytes over ' + REQUEST_BYTES_MAX);
+  }
+
   _refuse(id: string, code: string, msg: string): string {
     this.refused++;
     return JSON.stringify({ id: id, e: { code: code, msg: msg } });

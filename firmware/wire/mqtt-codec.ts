@@ -205,6 +205,9 @@ export function encodeDisconnect(): string {
  */
 var CLIENT_INBOUND = 0x2afc;
 
+/** Payload bytes of an oversized PUBLISH handed over: enough for a request's id (see over). */
+export var OVERSIZE_PREFIX_BYTES = 96;
+
 /** A received topic name needs a second look: a wildcard [MQTT-3.3.2-2], U+0000
  * [MQTT-1.5.3-2], or a byte above 0x7F that must form well-formed UTF-8 [MQTT-1.5.3-1]. */
 var TOPIC_SUSPECT = /[#+\x00\x80-\xff]/;
@@ -228,6 +231,16 @@ export class MqttParser {
   codes: string;
   /** Why the stream failed; '' while it is healthy. */
   err: string;
+  /**
+   * For a PUBLISH larger than packetBytesMax: its remaining length (0 for every other packet).
+   * Its topic and packet id are read and `payload` holds only the first OVERSIZE_PREFIX_BYTES of
+   * the payload; the rest is skipped as it arrives, never buffered. The connection stays usable:
+   * the session acknowledges it and the owner answers it as too large, so an oversized message
+   * cannot make a persistent session redeliver it at every reconnect.
+   */
+  over: number;
+  /** Bytes of an oversized PUBLISH still to discard. */
+  _skip: number;
   /** Input not yet consumed starts at _o. */
   _b: string;
   _o: number;
@@ -241,13 +254,13 @@ export class MqttParser {
     this.rc = this.qos = this.id = 0;
     this.topic = this.payload = this.codes = '';
     this.err = this._b = '';
-    this._o = 0;
+    this._o = this.over = this._skip = 0;
   }
 
   /** Forget everything (buffer and failure) for a new connection. */
   reset(): void {
     this.err = this._b = '';
-    this._o = 0;
+    this._o = this.over = this._skip = 0;
   }
 
   /** Bytes held: the unconsumed input. */
@@ -271,6 +284,13 @@ export class MqttParser {
     var b = this._b;
     var n = b.length;
     var i = this._o;
+    if (this._skip) {
+      // The rest of an oversized PUBLISH: drop it as it comes.
+      var d = n - i < this._skip ? n - i : this._skip;
+      this._skip -= d;
+      i += d;
+      this._o = i;
+    }
     if (i >= n) {
       if (n) this._b = '';
       this._o = 0;
@@ -298,7 +318,10 @@ export class MqttParser {
       s += 7;
     } while (c & 128 && s < 28);
     if (c & 128) return this._fail('remaining length over 4 bytes'); // §2.2.3
-    if (rl > this._max) return this._fail('packet of ' + rl + ' bytes over packetBytesMax');
+    if (rl > this._max) {
+      if (t != PUBLISH) return this._fail('packet of ' + rl + ' bytes over packetBytesMax');
+      return this._oversized(b, n, i + 1, rl, (f >> 1) & 3, f);
+    }
     var e = ++i + rl;
     if (e > n) return this._need();
     // The whole packet is in: consume it BEFORE reading fields, so a field error leaves nothing.
@@ -324,6 +347,7 @@ export class MqttParser {
       this.retain = (f & 1) > 0;
       this.topic = topic;
       this.payload = b.substring(i, e);
+      this.over = 0;
       return t;
     }
     if (t == PINGRESP) {
@@ -358,6 +382,45 @@ export class MqttParser {
   }
 
   /** More bytes needed: keep only the unconsumed tail, so a consumed chunk is not held. */
+  /**
+   * A PUBLISH of remaining length rl over packetBytesMax, whose body starts at i: waits for its
+   * topic and packet id (which must fit packetBytesMax), then hands it over with `over` set and
+   * the first OVERSIZE_PREFIX_BYTES of its payload, and skips the rest.
+   */
+  _oversized(b: string, n: number, i: number, rl: number, q: number, f: number): number {
+    if (i + 2 > n) return this._need();
+    var s = (b.charCodeAt(i) << 8) | b.charCodeAt(i + 1);
+    var head = 2 + s + (q ? 2 : 0);
+    if (head > this._max || head > rl) return this._fail('PUBLISH of ' + rl + ' bytes with a ' + s + '-byte topic');
+    // The prefix also stays within packetBytesMax, so the buffer bound holds here too.
+    var pre = rl - head;
+    if (pre > OVERSIZE_PREFIX_BYTES) pre = OVERSIZE_PREFIX_BYTES;
+    if (pre > this._max - head) pre = this._max - head;
+    var want = i + head + pre;
+    if (want > n) return this._need();
+    var j = i + 2;
+    var topic = b.substring(j, (j += s));
+    if (!s || (TOPIC_SUSPECT.test(topic) && (TOPIC_FORBIDDEN.test(topic) || !isUtf8Bytes(topic)))) {
+      return this._fail('PUBLISH with an empty or invalid topic');
+    }
+    this.id = 0;
+    if (q) {
+      this.id = (b.charCodeAt(j) << 8) | b.charCodeAt(j + 1);
+      j += 2;
+      if (!this.id) return this._fail('PUBLISH with packet id 0'); // [MQTT-2.3.1-1]
+    }
+    this.qos = q;
+    this.dup = (f & 8) > 0;
+    this.retain = (f & 1) > 0;
+    this.topic = topic;
+    this.payload = b.substring(j, want);
+    this.over = rl;
+    // Consumed so far: up to want; the rest of the packet is skipped by next().
+    this._skip = i + rl - want;
+    this._o = want;
+    return PUBLISH;
+  }
+
   _need(): number {
     if (this._o) {
       this._b = this._b.substring(this._o);

@@ -304,7 +304,7 @@ describe.each(sessionTargets)('mqtt session (%s)', (_name, S) => {
       [gen({ cmd: 'connack', returnCode: 0 }) + gen({ cmd: 'pubrec', messageId: 1 }), 'protocol: unexpected packet type 5'],
       [gen({ cmd: 'connack', returnCode: 0 }) + gen({ cmd: 'pubrel', messageId: 1 }), 'protocol: unexpected packet type 6'],
       [gen({ cmd: 'connack', returnCode: 0 }) + String.fromCharCode(0x10, 0), 'protocol: packet type 1 not sent to a client'],
-      [gen({ cmd: 'connack', returnCode: 0 }) + String.fromCharCode(0x30, 0xff, 0xff, 0xff, 0x7f), 'protocol: packet of 268435455 bytes over packetBytesMax'],
+      [gen({ cmd: 'connack', returnCode: 0 }) + String.fromCharCode(0x90, 0xff, 0xff, 0xff, 0x7f), 'protocol: packet of 268435455 bytes over packetBytesMax'],
     ];
     for (const [bytes, why] of cases) {
       const r = new Rig(S);

@@ -53,6 +53,8 @@ export function snapshot(p: InstanceType<Codec['MqttParser']>, t: number): Recor
         dup: p.dup,
         retain: p.retain,
         messageId: p.qos ? p.id : undefined,
+        // A PUBLISH over packetBytesMax carries only the first bytes of its payload.
+        ...(p.over ? { over: p.over } : {}),
       };
     case 9:
       return { cmd: 'suback', messageId: p.id, granted: p.codes.split('').map((c) => c.charCodeAt(0)) };

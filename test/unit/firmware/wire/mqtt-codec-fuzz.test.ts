@@ -102,8 +102,22 @@ function mutate(bytes: string, ms: { kind: string; at: number; byte: number }[])
 
 /** Every packet ours delivered is, in order, what the reference delivered. */
 function agreesWithReference(fed: Fed, bytes: string): void {
-  const ref = refInbound(bytes);
-  expect(fed.packets).toEqual(ref.slice(0, fed.packets.length));
+  const ref = refInbound(bytes).slice(0, fed.packets.length);
+  // An oversized PUBLISH (over packetBytesMax) is handed over with the first bytes of its
+  // payload only, as soon as they arrive: compare it with the reference's packet cut the same
+  // way. The reference emits a packet only once all of it arrived, so a last oversized packet
+  // whose stream ends early has no counterpart there.
+  let packets = fed.packets;
+  const last = packets[packets.length - 1];
+  if (last && last.over && ref.length < packets.length) packets = packets.slice(0, -1);
+  const ours = packets.map((q, k) => {
+    if (!q.over) return q;
+    const r = ref[k] as { payload?: string } | undefined;
+    expect(r && typeof r.payload === 'string' && r.payload.startsWith(q.payload as string), 'oversized payload prefix').toBe(true);
+    const { over: _over, ...rest } = q;
+    return { ...rest, payload: r!.payload };
+  });
+  expect(ours).toEqual(ref);
 }
 
 describe.each(codecTargets)('mqtt parser fuzz (%s)', (_name, codec: Codec) => {

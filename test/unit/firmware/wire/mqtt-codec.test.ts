@@ -1,3 +1,4 @@
+import mqtt from 'mqtt-packet';
 // MQTT codec contracts that the reference cannot pin: protocol errors (each with its spec
 // clause), the sticky failed state, bounded buffering, tolerated oddities, and encoder asserts.
 // Runs against the source module and the minified bundle.
@@ -44,8 +45,9 @@ const errorCases: ErrorCase[] = [
   // §2.2.3: at most 4 bytes of remaining length; limited by packetBytesMax.
   { name: 'remaining length of 5 bytes', bytes: b(0x30, 0x80, 0x80, 0x80, 0x80, 0x01), why: /over 4 bytes/ },
   { name: 'remaining length of 5 bytes, all 0xFF', bytes: b(0x40, 0xff, 0xff, 0xff, 0xff, 0x7f), why: /over 4 bytes/ },
-  { name: 'remaining length over packetBytesMax', bytes: b(0x30, 101) + 'x'.repeat(101), why: /101 bytes over packetBytesMax/, packetBytesMax: 100 },
-  { name: 'largest remaining length, default max', bytes: b(0x30, 0xff, 0xff, 0xff, 0x7f), why: /268435455 bytes over packetBytesMax/ },
+  { name: 'remaining length over packetBytesMax', bytes: b(0x90, 101) + 'x'.repeat(101), why: /101 bytes over packetBytesMax/, packetBytesMax: 100 },
+  { name: 'largest remaining length, default max', bytes: b(0x90, 0xff, 0xff, 0xff, 0x7f), why: /268435455 bytes over packetBytesMax/ },
+  { name: 'oversized PUBLISH whose topic alone exceeds packetBytesMax', bytes: b(0x30, 120, 0, 110) + 't'.repeat(110), why: /110-byte topic/, packetBytesMax: 100 },
   // Truncated fields inside a complete packet.
   { name: 'PUBLISH remaining length 0', bytes: b(0x30, 0), why: /PUBLISH truncated/ },
   { name: 'PUBLISH remaining length 1', bytes: b(0x30, 1, 0), why: /PUBLISH truncated/ },
@@ -151,14 +153,39 @@ describe.each(codecTargets)('mqtt parser protocol errors (%s)', (_name, codec: C
     expect(p.next()).toBe(-1);
   });
 
-  it('fails as soon as the length exceeds packetBytesMax, before the body is buffered', () => {
+  it('fails as soon as the length of a non-PUBLISH exceeds packetBytesMax, before the body is buffered', () => {
     const p = new codec.MqttParser(100);
-    p.push(b(0x30, 0xc8));
+    p.push(b(0x90, 0xc8));
     expect(p.next()).toBe(0);
     p.push(b(0x01));
     expect(p.next()).toBe(-1);
     expect(p.err).toMatch(/200 bytes over packetBytesMax/);
     expect(p.pending()).toBe(0);
+  });
+
+  it('hands over a PUBLISH over packetBytesMax with its topic, id and first bytes, skips the rest, and goes on', () => {
+    const body = '{"id":"big","m":"ping","p":{"pad":"' + 'x'.repeat(5000) + '"}}';
+    const pub = Buffer.from(
+      mqtt.generate({ cmd: 'publish', topic: 'espfleet/d/rpc/req', payload: Buffer.from(body, 'latin1'), qos: 1, messageId: 7, dup: false, retain: false }),
+    ).toString('latin1');
+    const stream = pub + b(0xd0, 0);
+    for (const step of [1, 7, 64, 1000, stream.length]) {
+      const p = new codec.MqttParser(256);
+      const got: Array<[number, string, number, number, string]> = [];
+      let peak = 0;
+      for (let at = 0; at < stream.length; at += step) {
+        p.push(stream.slice(at, at + step));
+        let t: number;
+        while ((t = p.next()) > 0) got.push([t, p.topic, p.id, p.over, t === 3 ? p.payload : '']);
+        expect(t).toBe(0);
+        peak = Math.max(peak, p.pending());
+      }
+      expect(got.length, `step ${step}`).toBe(2);
+      expect(got[0].slice(0, 4)).toEqual([3, 'espfleet/d/rpc/req', 7, pub.length - 3]);
+      expect(body.startsWith(got[0][4]) && got[0][4].startsWith('{"id":"big"')).toBe(true);
+      expect(got[1][0]).toBe(13);
+      expect(peak).toBeLessThan(256 + 5);
+    }
   });
 
   it('fails on a 4th length byte with the continuation bit, without waiting for a 5th', () => {
