@@ -268,6 +268,8 @@ export class Device implements Part, TcpHandler, SessionHandler, DiscoveryOwner,
     this.session.publish(this._topics.s, 'online', 1, true, -1);
     this.session.publish(this._topics.m, this._meta(), 1, true, -1);
     this.outbox.setLive(true);
+    // Connected (through an offer or a configured broker): beacons slow to a heartbeat.
+    this.discovery.accepted(now);
     this._drain(now);
   }
 

@@ -57,6 +57,7 @@ export interface CompanionOptions {
 const SUBSCRIBERS_MAX = 256;
 const LIVENESS_EVERY_MS = 2000;
 const RETENTION_EVERY_MS = 3600_000;
+const LOG_EVERY_MS = 10_000;
 
 export class Companion implements CompanionApi {
   readonly nodeId: string;
@@ -74,6 +75,8 @@ export class Companion implements CompanionApi {
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly counters = { badTelemetry: 0, duplicates: 0, stored: 0 };
   private readonly log: Logger;
+  private readonly lastBadLog = new Map<string, number>();
+  private readonly badReasons: Record<string, number> = Object.create(null);
   private readonly onMetaHooks: Array<(id: string, meta: DeviceMeta) => void> = [];
 
   constructor(private readonly o: CompanionOptions) {
@@ -166,7 +169,16 @@ export class Companion implements CompanionApi {
       const rec = parseTelemetryPayload(id, payload);
       if (!rec.ok) {
         this.counters.badTelemetry++;
-        this.log.warn('telemetry rejected', { device: id, reason: rec.reason });
+        // Counted by reason (bounded: reasons can quote a device's field names).
+        const key = this.badReasons[rec.reason] !== undefined || Object.keys(this.badReasons).length < 64 ? rec.reason : 'other';
+        this.badReasons[key] = (this.badReasons[key] ?? 0) + 1;
+        // One line per device per LOG_EVERY_MS: an authenticated client must not flood the log.
+        const now = Date.now();
+        if (now - (this.lastBadLog.get(id) ?? 0) >= LOG_EVERY_MS) {
+          if (this.lastBadLog.size >= 4096) this.lastBadLog.clear();
+          this.lastBadLog.set(id, now);
+          this.log.warn('telemetry rejected', { device: id, reason: rec.reason, rejected: this.counters.badTelemetry });
+        }
         return;
       }
       const r = await this.telemetryStore.append(rec.value);
@@ -324,7 +336,7 @@ export class Companion implements CompanionApi {
   }
 
   stats(): Record<string, unknown> {
-    return { ...this.counters, bus: this.bus.counters(), discovery: this.discovery.counters, rpc: this.rpcClient.counters, store: this.telemetryStore.stats() };
+    return { ...this.counters, badTelemetryReasons: { ...this.badReasons }, bus: this.bus.counters(), discovery: this.discovery.counters, rpc: this.rpcClient.counters, store: this.telemetryStore.stats() };
   }
 }
 
