@@ -2,7 +2,7 @@
  * The host's side of the fleet HMAC: the same `Mac` shape the firmware's wire code takes, over
  * node:crypto (the device uses its crypto module or the JS SHA-256). Byte Strings in and out.
  */
-import { createHmac } from 'node:crypto';
+import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { Mac } from '../../firmware/wire/beacon.js';
 
 export function nodeMac(keyHex: string): Mac {
@@ -11,6 +11,11 @@ export function nodeMac(keyHex: string): Mac {
   return {
     digest(msg: string): string {
       return createHmac('sha256', key).update(msg, 'latin1').digest().toString('latin1');
+    },
+    // The listener's hot path: native HMAC, native hex decode, constant-time compare.
+    verifyHex(msg: string, hexMac: string): boolean {
+      const want = Buffer.from(hexMac, 'hex');
+      return want.length === 32 && timingSafeEqual(createHmac('sha256', key).update(msg, 'latin1').digest(), want);
     },
   };
 }
