@@ -90,8 +90,8 @@ export const CLUSTER_DEFAULTS = {
   acks: 'quorum' as AckPolicy,
   slotBits: 17,
   pingEveryMs: 200,
-  linkTimeoutMs: 1000,
-  ringOutAfterMs: 500,
+  linkTimeoutMs: 800,
+  ringOutAfterMs: 300,
   ringInAfterMs: 1000,
   ackTimeoutMs: 2000,
   pushRetryMs: 400,
@@ -577,6 +577,7 @@ export class ClusterNode {
 
   _pingAll(now: number, raft: RaftView): void {
     for (const id of this._peers(raft)) {
+      this.links.pinged(id, now);
       this._send(id, { t: 'ping', from: this.self, to: id, at: now, term: raft.term, commit: raft.commit });
     }
   }
@@ -750,7 +751,15 @@ export class ClusterNode {
       role: raft.role,
       commit: raft.commit,
       applied: raft.applied,
-      replication: { factor: this.o.replicas, acks: this.o.acks, pendingWrites: this._writes.size },
+      replication: {
+        factor: this.o.replicas,
+        acks: this.o.acks,
+        pendingWrites: this._writes.size,
+        writesOk: this.counters.writesOk,
+        writesFailed: { ...this.counters.writesFailed },
+        syncRowsIn: this.counters.rowsIn,
+        syncRowsOut: this.counters.rowsOut,
+      },
       guard: { blocked: this.guard.blocked(now, raft), pauses: this.guard.trips, longestPauseMs: Math.round(this.guard.longestMs) },
       devices: { assigned: this.state.deviceCount(), unassigned: this._unassigned.size },
     };
@@ -763,7 +772,15 @@ export interface ClusterViewExtra {
   role: Role;
   commit: number;
   applied: number;
-  replication: { factor: number; acks: AckPolicy; pendingWrites: number };
+  replication: {
+    factor: number;
+    acks: AckPolicy;
+    pendingWrites: number;
+    writesOk: number;
+    writesFailed: Record<string, number>;
+    syncRowsIn: number;
+    syncRowsOut: number;
+  };
   guard: { blocked: string; pauses: number; longestPauseMs: number };
   devices: { assigned: number; unassigned: number };
 }

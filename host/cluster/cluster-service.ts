@@ -355,7 +355,7 @@ export class ClusterService {
     this.o.log.info('cluster.propose', { term, cmd: summary });
     (this.raft as RaftService).propose(cmd).then(
       () => undefined,
-      (e: Error) => this.o.log.info('cluster.propose-failed', { term, t: cmd.t, reason: e.message }),
+      (e: Error) => this.o.log.info('cluster.propose-failed', { term, cmd: cmd.t, reason: e.message }),
     );
   }
 

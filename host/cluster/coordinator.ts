@@ -56,7 +56,6 @@ export interface CoordinatorInput {
 export class Coordinator {
   _o: Required<CoordinatorOptions>;
   _leading = false;
-  _leaderSince = 0;
   /** Wish key -> when it was proposed. */
   _inflight = new Map<string, number>();
   /** Commands proposed since start, by kind (for logs and tests). */
@@ -82,7 +81,6 @@ export class Coordinator {
     const now = x.nowMs;
     if (!this._leading) {
       this._leading = true;
-      this._leaderSince = now;
       this._inflight.clear();
     }
     this._expire(now);
@@ -116,9 +114,10 @@ export class Coordinator {
       if (m.id === this._o.self) {
         if (m.parsed.out) out = false;
       } else {
+        // The link view is kept by every node all the time (link-tracker.ts), so a new leader
+        // judges with history; a link never heard since start counts from its first ping.
         const v = x.link(m.id);
-        // A new leader gives every link a full period before judging it.
-        const since = Math.max(v.sinceMs, this._leaderSince);
+        const since = v.sinceMs;
         if (!m.parsed.out && !v.up && now - since >= this._o.ringOutAfterMs && p.inRing.length > 1) out = true;
         else if (m.parsed.out && v.up && now - since >= this._o.ringInAfterMs) out = false;
       }

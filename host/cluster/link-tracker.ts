@@ -4,9 +4,10 @@
  * `linkTimeoutMs`; `sinceMs` is when the current state began, so the coordinator can require
  * a state to last (ring-out / ring-in hysteresis) before it commits anything.
  *
- * A peer never heard from counts as down since the tracker started (or was last reset): a
- * leader that has just taken over, or a node that has just woken from a pause, gives every
- * peer a full timeout before calling it down.
+ * A peer never heard from counts as down from the first time we pinged it after the tracker
+ * started (or was last reset), plus the timeout: a node that has just started, learned a peer's
+ * address, or woken from a pause gives every peer a full timeout before calling it down. Every
+ * node tracks every peer all the time, so a newly elected leader judges with a warm view.
  */
 export interface LinkView {
   up: boolean;
@@ -17,8 +18,11 @@ export interface LinkView {
 }
 
 interface Link {
+  /** -1: never heard since start/reset. */
   lastHeard: number;
   upSince: number;
+  /** First ping since start/reset; -1 none. */
+  firstPing: number;
 }
 
 export class LinkTracker {
@@ -35,18 +39,28 @@ export class LinkTracker {
   heard(id: string, nowMs: number): void {
     const l = this._links.get(id);
     if (!l) {
-      this._links.set(id, { lastHeard: nowMs, upSince: nowMs });
+      this._links.set(id, { lastHeard: nowMs, upSince: nowMs, firstPing: -1 });
       return;
     }
-    if (nowMs - l.lastHeard >= this._timeoutMs) l.upSince = nowMs;
+    if (l.lastHeard < 0 || nowMs - l.lastHeard >= this._timeoutMs) l.upSince = nowMs;
     if (nowMs > l.lastHeard) l.lastHeard = nowMs;
+  }
+
+  /** We sent `id` a ping: from now on its silence counts. */
+  pinged(id: string, nowMs: number): void {
+    const l = this._links.get(id);
+    if (!l) this._links.set(id, { lastHeard: -1, upSince: -1, firstPing: nowMs });
+    else if (l.firstPing < 0) l.firstPing = nowMs;
   }
 
   view(id: string, nowMs: number): LinkView {
     const l = this._links.get(id);
-    if (!l) return { up: false, sinceMs: this._startMs, lastHeardMs: -1 };
-    if (nowMs - l.lastHeard < this._timeoutMs) return { up: true, sinceMs: l.upSince, lastHeardMs: l.lastHeard };
-    return { up: false, sinceMs: Math.max(this._startMs, l.lastHeard + this._timeoutMs), lastHeardMs: l.lastHeard };
+    const t = this._timeoutMs;
+    if (!l) return { up: false, sinceMs: Infinity, lastHeardMs: -1 };
+    if (l.lastHeard >= 0 && nowMs - l.lastHeard < t) return { up: true, sinceMs: l.upSince, lastHeardMs: l.lastHeard };
+    // Down since the last word (or the first ping, if none since start) plus the timeout.
+    const from = l.lastHeard >= 0 ? l.lastHeard : l.firstPing >= 0 ? l.firstPing : Infinity;
+    return { up: false, sinceMs: Math.max(this._startMs, from + t), lastHeardMs: l.lastHeard };
   }
 
   /**
@@ -58,6 +72,7 @@ export class LinkTracker {
     this._links.forEach((l) => {
       l.lastHeard = nowMs;
       l.upSince = nowMs;
+      l.firstPing = -1;
     });
   }
 

@@ -28,7 +28,7 @@ const up = (sinceMs: number): LinkView => ({ up: true, sinceMs, lastHeardMs: sin
 const down = (sinceMs: number): LinkView => ({ up: false, sinceMs, lastHeardMs: sinceMs - 1000 });
 
 describe('Coordinator', () => {
-  const opts = { self: 'a', ringOutAfterMs: 500, ringInAfterMs: 1000, retryMs: 2000 };
+  const opts = { self: 'a', ringOutAfterMs: 300, ringInAfterMs: 1000, retryMs: 2000 };
 
   it('assigns unassigned devices to their ring owners, in batches guarded by the epoch, and does not repeat itself', () => {
     const s = stateWith(['a', 'b', 'c']);
@@ -53,8 +53,8 @@ describe('Coordinator', () => {
     const before = new Map(devices.map((d) => [d, s.owner(d) as string]));
     const link = (id: string) => (id === 'c' ? down(1000) : up(0));
     // Not yet: down for less than ringOutAfterMs.
-    expect(c.plan({ nowMs: 1400, state: source(s), placement: p0, link, unassigned: [] })).toEqual([]);
-    const out = c.plan({ nowMs: 1500, state: source(s), placement: p0, link, unassigned: [] });
+    expect(c.plan({ nowMs: 1299, state: source(s), placement: p0, link, unassigned: [] })).toEqual([]);
+    const out = c.plan({ nowMs: 1300, state: source(s), placement: p0, link, unassigned: [] });
     expect(out).toEqual([{ t: 'member.update', id: 'c', addr: withRingFlag(adv('c'), true) }]);
     // Nothing else while that change is in flight.
     expect(c.plan({ nowMs: 1600, state: source(s), placement: p0, link, unassigned: [] })).toEqual([]);
@@ -85,14 +85,18 @@ describe('Coordinator', () => {
     expect(devices.some((d) => s.owner(d) === 'c')).toBe(true);
   });
 
-  it('a new leader gives every link a full period before judging it', () => {
+  it('judges by the link view alone, right after taking over: the view is kept by every node all the time', () => {
     const s = stateWith(['a', 'b', 'c']);
     const c = new Coordinator(opts);
     const p = new Placement(s, 10);
-    const link = (id: string) => (id === 'b' ? down(0) : up(0));
+    // b went silent; its link is down since 10_000 (last word + link timeout).
+    const link = (id: string) => (id === 'b' ? down(10_000) : up(0));
     expect(c.plan({ nowMs: 10_000, state: source(s), placement: p, link, unassigned: [] })).toEqual([]);
-    expect(c.plan({ nowMs: 10_499, state: source(s), placement: p, link, unassigned: [] })).toEqual([]);
-    expect(c.plan({ nowMs: 10_500, state: source(s), placement: p, link, unassigned: [] })[0]).toMatchObject({ t: 'member.update', id: 'b' });
+    expect(c.plan({ nowMs: 10_299, state: source(s), placement: p, link, unassigned: [] })).toEqual([]);
+    const fresh = new Coordinator(opts);
+    expect(fresh.plan({ nowMs: 10_300, state: source(s), placement: p, link, unassigned: [] })[0]).toMatchObject({ t: 'member.update', id: 'b' });
+    // A link never judged (sinceMs Infinity: never pinged) is left alone.
+    expect(new Coordinator(opts).plan({ nowMs: 99_999, state: source(s), placement: p, link: (id) => (id === 'b' ? { up: false, sinceMs: Infinity, lastHeardMs: -1 } : up(0)), unassigned: [] })).toEqual([]);
   });
 
   it('never takes itself or the last ring member off, and puts itself back on', () => {

@@ -55,7 +55,7 @@ describe('PauseGuard', () => {
 describe('LinkTracker', () => {
   it('up while heard within the timeout; down since the last word plus the timeout', () => {
     const l = new LinkTracker(1000, 0);
-    expect(l.view('b', 10)).toEqual({ up: false, sinceMs: 0, lastHeardMs: -1 });
+    expect(l.view('b', 10)).toEqual({ up: false, sinceMs: Infinity, lastHeardMs: -1 });
     l.heard('b', 100);
     l.heard('b', 500);
     expect(l.view('b', 900)).toEqual({ up: true, sinceMs: 100, lastHeardMs: 500 });
@@ -64,11 +64,20 @@ describe('LinkTracker', () => {
     expect(l.view('b', 4100)).toEqual({ up: true, sinceMs: 4000, lastHeardMs: 4000 });
   });
 
+  it('a peer never heard counts as down from its first ping plus the timeout', () => {
+    const l = new LinkTracker(1000, 0);
+    l.pinged('c', 300);
+    l.pinged('c', 500);
+    expect(l.view('c', 900)).toEqual({ up: false, sinceMs: 1300, lastHeardMs: -1 });
+  });
+
   it('reset gives every peer a fresh period (after our own pause)', () => {
     const l = new LinkTracker(1000, 0);
     l.heard('b', 100);
+    l.pinged('c', 100);
     l.reset(9000);
     expect(l.view('b', 9500).up).toBe(true);
-    expect(l.view('c', 9500)).toEqual({ up: false, sinceMs: 9000, lastHeardMs: -1 });
+    expect(l.view('c', 9500)).toEqual({ up: true, sinceMs: 9000, lastHeardMs: 9000 });
+    expect(l.view('c', 10500)).toEqual({ up: false, sinceMs: 10000, lastHeardMs: 9000 });
   });
 });
