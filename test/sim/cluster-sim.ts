@@ -338,12 +338,13 @@ export class ClusterSim extends SimWorld {
       let cmd: unknown = { t: 'noop' };
       if (e.kind !== 'noop') cmd = (decodeCommand(e.data) as { c: unknown }).c;
       const c = cmd as ClusterCommand;
+      const observer = sn.k === this._firstUp();
       let before: ClusterState | null = null;
-      if (c && c.t === 'device.assign' && sn.k === this._firstUp()) before = ClusterState.fromSnapshot(sn.state.snapshot()) as ClusterState;
+      if (c && c.t === 'device.assign' && observer) before = ClusterState.fromSnapshot(sn.state.snapshot()) as ClusterState;
       const res = sn.state.apply(e.index, cmd);
       if (sn.state.appliedIndex !== e.index) this._violate(sn.id + ' applied out of order at ' + e.index);
-      if (!res.ok || !before) continue;
-      if (c.t === 'device.assign') {
+      if (!res.ok || !observer) continue;
+      if (c.t === 'device.assign' && before) {
         const p = this.placements.of(before);
         for (const dev of Object.keys(c.set)) {
           const to = c.set[dev];
