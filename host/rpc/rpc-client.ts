@@ -8,10 +8,13 @@
  *
  * Errors are RpcError with a stable code: timeout, device_down, breaker_open, device_error,
  * bad_request, busy.
+ *
+ * Correlation, deadlines and retransmission are PendingRequests (host/resilience), the async
+ * face of the firmware's Requester core; the breaker is the firmware's CircuitBreaker core.
  */
-import { randomBytes } from 'node:crypto';
 import { BREAKER_STATE_NAMES, CircuitBreaker } from '../../firmware/core/circuit-breaker.js';
 import type { Bus } from '../bus/bus.js';
+import { PendingError, PendingRequests } from '../resilience/pending-requests.js';
 import { RpcError, type RpcResult } from '../companion-api.js';
 
 export interface RpcClientOptions {
@@ -33,20 +36,19 @@ export interface RpcClientOptions {
 export const METHOD_CHARS_MAX = 32;
 export const PARAMS_BYTES_MAX = 768;
 
-interface Pending {
-  device: string;
-  resolve: (msg: { r?: unknown; e?: { code: string; msg: string } }) => void;
-}
 
 export class RpcClient {
   readonly counters = { calls: 0, ok: 0, failed: 0, retries: 0, late: 0, malformed: 0 };
-  private readonly pending = new Map<string, Pending>();
+  private readonly pending: PendingRequests;
+  /** Request id -> the device asked: a reply from any other device is ignored. */
+  private readonly asked = new Map<string, string>();
   private readonly breakers = new Map<string, CircuitBreaker>();
   private readonly now: () => number;
   private unsubscribe: (() => Promise<void>) | null = null;
 
   constructor(private readonly o: RpcClientOptions) {
     this.now = o.now ?? Date.now;
+    this.pending = new PendingRequests({ inflightMax: o.pendingMax ?? 1024, now: this.now });
   }
 
   async start(): Promise<void> {
@@ -54,10 +56,7 @@ export class RpcClient {
   }
 
   async stop(): Promise<void> {
-    for (const [id, p] of this.pending) {
-      this.pending.delete(id);
-      p.resolve({ e: { code: 'stopped', msg: 'companion stopping' } });
-    }
+    this.pending.close();
     await this.unsubscribe?.();
     this.unsubscribe = null;
   }
@@ -96,74 +95,55 @@ export class RpcClient {
     }
     if (!(timeoutMs >= 100 && timeoutMs <= 120000)) throw new RpcError('bad_request', 'timeout must be 100-120000 ms');
     if (!online) throw new RpcError('device_down', `device ${device} has no session`);
-    if (this.pending.size >= (this.o.pendingMax ?? 1024)) throw new RpcError('busy', 'too many calls in flight');
+    const p = JSON.stringify(params ?? {});
+    if (p.length > PARAMS_BYTES_MAX) throw new RpcError('bad_request', `params over ${PARAMS_BYTES_MAX} bytes`);
     const breaker = this.breaker(device);
     const started = this.now();
     if (!breaker.allow(started)) throw new RpcError('breaker_open', `breaker for ${device} is open after repeated failures; retry later`);
     this.counters.calls++;
-    const id = randomBytes(8).toString('hex');
-    const deadline = started + timeoutMs;
-    const body = JSON.stringify({ id, m: method, p: params ?? {}, dl: deadline });
-    if (body.length > PARAMS_BYTES_MAX + 128) {
-      breaker.release();
-      throw new RpcError('bad_request', `request over ${PARAMS_BYTES_MAX} bytes of params`);
-    }
     const attemptsMax = Math.max(1, this.o.attemptsMax ?? 3);
     const perAttempt = Math.max(200, Math.floor(timeoutMs / attemptsMax));
-    let attempts = 0;
+    let sentId = '';
+    // The request carries its id (also its idempotency key) and deadline; a retransmission is
+    // the same bytes, so a device that already answered replays its answer.
+    const send = (id: string, dl: number): Promise<void> => {
+      sentId = id;
+      this.asked.set(id, device);
+      return this.o.bus.publish(`espfleet/${device}/rpc/req`, `{"id":${JSON.stringify(id)},"m":${JSON.stringify(method)},"p":${p},"dl":${dl}}`, { qos: 1 });
+    };
+    const retry = setInterval(() => {
+      if (sentId && this.pending.resend(sentId)) this.counters.retries++;
+    }, perAttempt);
     try {
-      while (this.now() < deadline) {
-        attempts++;
-        if (attempts > 1) this.counters.retries++;
-        const wait = Math.min(perAttempt, deadline - this.now());
-        const reply = await this.attempt(device, id, body, wait);
-        if (reply === null) continue;
-        if (reply.e) {
-          // The device answered: it is alive, whatever it thought of the request.
-          breaker.success(this.now());
-          this.counters.failed++;
-          throw new RpcError('device_error', `${device}: ${reply.e.code}: ${reply.e.msg}`, reply.e);
-        }
-        breaker.success(this.now());
-        this.counters.ok++;
-        return { result: reply.r, ms: this.now() - started, attempts };
+      const reply = await this.pending.request(send, { deadlineMs: started + timeoutMs });
+      // The device answered: it is alive, whatever it thought of the request.
+      breaker.success(this.now());
+      if (!reply.ok) {
+        this.counters.failed++;
+        const e = reply.value as { code: string; msg: string };
+        throw new RpcError('device_error', `${device}: ${e.code}: ${e.msg}`, e);
       }
-      breaker.failure(this.now());
-      this.counters.failed++;
-      throw new RpcError('timeout', `${device} did not answer ${method} within ${timeoutMs} ms (${attempts} attempts)`);
+      this.counters.ok++;
+      return { result: reply.value, ms: this.now() - started, attempts: reply.sends };
     } catch (e) {
-      if (!(e instanceof RpcError)) {
-        breaker.release();
-        throw e;
+      if (!(e instanceof PendingError)) throw e;
+      if (e.code === 'deadline') {
+        breaker.failure(this.now());
+        this.counters.failed++;
+        throw new RpcError('timeout', `${device} did not answer ${method} within ${timeoutMs} ms`);
       }
-      throw e;
+      breaker.release();
+      if (e.code === 'full') throw new RpcError('busy', 'too many calls in flight');
+      throw new RpcError('device_down', `${device}: ${e.message}`);
+    } finally {
+      clearInterval(retry);
+      this.asked.delete(sentId);
     }
-  }
-
-  /** One send of the request; resolves with the reply, or null when waitMs passed without one. */
-  private attempt(device: string, id: string, body: string, waitMs: number): Promise<{ r?: unknown; e?: { code: string; msg: string } } | null> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(id);
-        resolve(null);
-      }, waitMs);
-      this.pending.set(id, {
-        device,
-        resolve: (msg) => {
-          clearTimeout(timer);
-          this.pending.delete(id);
-          resolve(msg);
-        },
-      });
-      this.o.bus.publish(`espfleet/${device}/rpc/req`, body, { qos: 1 }).catch((err) => {
-        this.o.log?.('rpc publish failed', { device, error: String(err) });
-      });
-    });
   }
 
   private onResponse(topic: string, payload: Buffer): void {
     const device = topic.split('/')[1];
-    let msg: { id?: unknown; r?: unknown; e?: { code: string; msg: string } };
+    let msg: { id?: unknown; r?: unknown; e?: unknown };
     try {
       msg = JSON.parse(payload.toString('utf8'));
     } catch {
@@ -174,16 +154,15 @@ export class RpcClient {
       this.counters.malformed++;
       return;
     }
-    const p = this.pending.get(msg.id);
     // A reply from another device than the one asked is ignored: ids are random, so this is forgery.
-    if (!p || p.device !== device) {
+    if (this.asked.get(msg.id) !== device) {
       this.counters.late++;
       return;
     }
-    if (msg.e !== undefined && (typeof msg.e !== 'object' || msg.e === null)) {
-      p.resolve({ e: { code: 'malformed', msg: 'error reply without code' } });
-      return;
-    }
-    p.resolve(msg.e ? { e: { code: String(msg.e.code), msg: String(msg.e.msg) } } : { r: msg.r });
+    if (msg.e !== undefined) {
+      const e = msg.e as { code?: unknown; msg?: unknown } | null;
+      const err = e && typeof e === 'object' ? { code: String(e.code), msg: String(e.msg) } : { code: 'malformed', msg: 'error reply without code' };
+      if (!this.pending.receive(msg.id, false, err)) this.counters.late++;
+    } else if (!this.pending.receive(msg.id, true, msg.r)) this.counters.late++;
   }
 }
