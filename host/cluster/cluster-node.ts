@@ -81,6 +81,11 @@ export interface ClusterNodeOptions {
   planEveryMs?: number;
   /** A follower proposes an assignment for a device nobody assigned after this long. */
   unassignedAfterMs?: number;
+  /**
+   * A device that just became ours gets no offer until every live peer answered a sync for it
+   * (so its new owner holds what was acknowledged before the device resumes), or this long.
+   */
+  takeoverSyncMaxMs?: number;
   store: LocalStore;
 }
 
@@ -100,6 +105,7 @@ export const CLUSTER_DEFAULTS = {
   retryMs: 2000,
   planEveryMs: 200,
   unassignedAfterMs: 1000,
+  takeoverSyncMaxMs: 1000,
 };
 
 /** Devices seen without an owner that we remember: beacons of a fleet, not of the internet. */
@@ -192,6 +198,10 @@ export class ClusterNode {
   _owned = new Set<string>();
   _movedAway: string[] = [];
   _urgent = new Set<string>();
+  /** Devices newly ours: peers whose sync answer we still wait for, and until when. */
+  _takeover = new Map<string, { asked: boolean; pending: Set<string>; until: number }>();
+  /** Sync requests made for takeovers: "peer id" -> devices. */
+  _takeSync = new Map<string, string[]>();
   _unassigned = new Map<string, number>();
   _proposedAt = new Map<string, number>();
   _lagOut = new Map<string, number>();
@@ -219,6 +229,7 @@ export class ClusterNode {
       retryMs: o.retryMs ?? d.retryMs,
       planEveryMs: o.planEveryMs ?? d.planEveryMs,
       unassignedAfterMs: o.unassignedAfterMs ?? d.unassignedAfterMs,
+      takeoverSyncMaxMs: o.takeoverSyncMaxMs ?? d.takeoverSyncMaxMs,
     };
     if (!(this.o.replicas >= 1 && Number.isInteger(this.o.replicas))) throw new RangeError('cluster: replicas must be an integer >= 1');
     if (isOut(o.advertise)) throw new RangeError('cluster: the advertised address carries no ring flag');
@@ -290,6 +301,17 @@ export class ClusterNode {
     this._nextPingAt = now;
   }
 
+  /**
+   * An owner cut off from the Raft majority stops acknowledging: a follower that has lost its
+   * leader (election timeout without a heartbeat), or a leader without a lease. The majority
+   * needs longer than that to move the devices (link timeout + ring-out + commit), so a
+   * partitioned owner stops before its devices get a new one.
+   */
+  _cutOff(raft: RaftView): string {
+    if (raft.role === 'leader') return raft.lease ? '' : 'no-lease';
+    return raft.leader === '' ? 'no-leader' : '';
+  }
+
   /** Why this node may not act on its authority now ('' = it may). */
   blocked(now: number, raft: RaftView): string {
     this._enter(now);
@@ -341,13 +363,18 @@ export class ClusterNode {
     if (owner !== this.self) return null;
     const me = this.placement().member(this.self);
     if (!me || me.parsed.out) return null;
+    const t = this._takeover.get(device);
+    if (t) {
+      if ((!t.asked || t.pending.size > 0) && now < t.until) return null;
+      this._takeover.delete(device);
+    }
     this.counters.offers++;
     return { epoch: this.state.epoch };
   }
 
   /** The companion stored `rec` durably; start replicating it (see ORDERING RULES). */
   beginWrite(now: number, raft: RaftView, rec: TelemetryRecord): WriteStart {
-    const why = this.blocked(now, raft);
+    const why = this.blocked(now, raft) || this._cutOff(raft);
     if (why) return this._refuse(why);
     if (this.state.owner(rec.device) !== this.self) return this._refuse('not-owner');
     const plan = this._plan(rec.device);
@@ -414,7 +441,9 @@ export class ClusterNode {
         return null;
       case 'rows':
         this.counters.rowsIn += m.recs.length;
-        return m.recs.length > 0 || m.more ? { kind: 'rows', from: m.from, id: m.id, recs: m.recs, refused: [], more: m.more } : null;
+        if (m.recs.length > 0 || m.more) return { kind: 'rows', from: m.from, id: m.id, recs: m.recs, refused: [], more: m.more };
+        this._synced(m.from, m.id, false);
+        return null;
       default:
         return null;
     }
@@ -433,10 +462,33 @@ export class ClusterNode {
         refused: ok ? job.refused : [],
         err: ok ? '' : err,
       });
-    } else if (ok && job.more) {
-      // The peer had more for us: continue with it at once.
-      this._syncWith(job.from, this._mine, true);
+    } else if (ok) {
+      this._synced(job.from, job.id, job.more);
     }
+  }
+
+  /**
+   * A sync answer from `peer` is durable here. A takeover's devices are settled with that peer
+   * once it has nothing more; with more, ask again at once (the same devices for a takeover).
+   */
+  _synced(peer: string, id: number, more: boolean): void {
+    const key = peer + ' ' + id;
+    const devs = this._takeSync.get(key);
+    this._takeSync.delete(key);
+    if (devs && more) {
+      const next = this._syncWith(peer, devs, false);
+      if (next > 0) this._takeSync.set(peer + ' ' + next, devs);
+      return;
+    }
+    if (devs) {
+      for (const d of devs) {
+        const t = this._takeover.get(d);
+        if (t) t.pending.delete(peer);
+      }
+      return;
+    }
+    // The peer had more for us: continue with it at once.
+    if (more) this._syncWith(peer, this._mine, true);
   }
 
   // ------------------------------------------------------------------ owner side
@@ -510,7 +562,7 @@ export class ClusterNode {
       this._finish(w, 'failed', w.q.reason || 'refused');
       return;
     }
-    const why = this.guard.blocked(now, raft);
+    const why = this.guard.blocked(now, raft) || this._cutOff(raft);
     if (why) this._finish(w, 'failed', why);
     else if (this.state.owner(w.rec.device) !== this.self) this._finish(w, 'failed', 'not-owner');
     else this._finish(w, 'ok', '');
@@ -653,6 +705,7 @@ export class ClusterNode {
       if (owner === this.self) nowOwned.add(dev);
       // Newly ours to hold, or newly ours to own: catch up on it at once, from every peer.
       if (!held.has(dev) || (owner === this.self && !owned.has(dev))) this._urgent.add(dev);
+      if (owner === this.self && !owned.has(dev)) this._takeover.set(dev, { asked: false, pending: new Set(), until: now + this.o.takeoverSyncMaxMs });
     });
     mine.sort();
     this._mine = mine;
@@ -665,22 +718,40 @@ export class ClusterNode {
   // ------------------------------------------------------------------ anti-entropy
 
   _antiEntropy(now: number): void {
-    if (this._urgent.size > 0) {
+    const live = this._peers().filter((id) => this.links.view(id, now).up);
+    // Devices newly ours wait for a live peer (after a restart no link is up for a moment);
+    // a takeover's offers wait too, up to takeoverSyncMaxMs.
+    if (this._urgent.size > 0 && live.length > 0) {
       const devs = Array.from(this._urgent).slice(0, SYNC_DEVICES_MAX);
       for (const d of devs) this._urgent.delete(d);
-      for (const id of this._peers()) if (this.links.view(id, now).up) this._syncWith(id, devs, false);
+      const taken = devs.filter((d) => this._takeover.has(d));
+      for (const d of taken) (this._takeover.get(d) as { asked: boolean }).asked = true;
+      for (const id of live) {
+        const sid = this._syncWith(id, devs, false);
+        if (taken.length > 0 && sid > 0) {
+          this._takeSync.set(id + ' ' + sid, taken);
+          for (const d of taken) (this._takeover.get(d) as { pending: Set<string> }).pending.add(id);
+        }
+      }
     }
+    if (this._takeover.size > 0) {
+      const done: string[] = [];
+      this._takeover.forEach((t, d) => {
+        if (now >= t.until) done.push(d);
+      });
+      for (const d of done) this._takeover.delete(d);
+    }
+    if (this._takeSync.size > 256) this._takeSync.clear();
     if (now < this._nextSyncAt) return;
     this._nextSyncAt = now + this.o.syncEveryMs;
-    const peers = this._peers().filter((id) => this.links.view(id, now).up);
-    if (peers.length === 0 || this._mine.length === 0) return;
-    const peer = peers[this._peerTurn++ % peers.length];
+    if (live.length === 0 || this._mine.length === 0) return;
+    const peer = live[this._peerTurn++ % live.length];
     this._syncWith(peer, this._mine, true);
   }
 
   /** One sync request to `peer` for (a window of) `devs`. */
-  _syncWith(peer: string, devs: readonly string[], rotate: boolean): void {
-    if (devs.length === 0) return;
+  _syncWith(peer: string, devs: readonly string[], rotate: boolean): number {
+    if (devs.length === 0) return 0;
     let start = 0;
     if (rotate) {
       start = (this._peerCursor.get(peer) ?? 0) % devs.length;
@@ -695,7 +766,9 @@ export class ClusterNode {
       list.push({ d, r: r.ranges, upTo });
     }
     this.counters.syncRounds++;
-    this._send(peer, { t: 'sync', from: this.self, to: peer, id: ++this._msgSeq, devs: list });
+    const id = ++this._msgSeq;
+    this._send(peer, { t: 'sync', from: this.self, to: peer, id, devs: list });
+    return id;
   }
 
   /** Answer a sync: the rows we hold that the peer's runs lack, at most RECS_PER_MSG_MAX. */

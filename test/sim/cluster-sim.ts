@@ -74,6 +74,11 @@ export interface ClusterSimResult extends SimResult {
   outageMaxMs: number;
   ringOuts: number;
   assignments: number;
+  /** Devices taken over from an owner that left the ring, and acknowledged readings the new owner lacked at that moment. */
+  takeovers: number;
+  takeoverMissing: number;
+  /** Acknowledged readings of a device that the companion offering it did not hold when it offered. */
+  offerMissing: number;
   clusterConvergeMs: number;
 }
 
@@ -175,6 +180,10 @@ export class ClusterSim extends SimWorld {
   sid!: number;
   /** device|seq -> copies needed when acknowledged. */
   ackedKeys!: Map<string, number>;
+  ackedByDev!: Map<string, number[]>;
+  takeovers!: number;
+  takeoverMissing!: number;
+  offerMissing!: number;
   readings!: number;
   ackFailures!: Record<string, number>;
   offers!: number;
@@ -198,6 +207,10 @@ export class ClusterSim extends SimWorld {
     };
     this.sid = 0;
     this.ackedKeys = new Map();
+    this.ackedByDev = new Map();
+    this.takeovers = 0;
+    this.takeoverMissing = 0;
+    this.offerMissing = 0;
     this.readings = 0;
     this.ackFailures = {};
     this.offers = 0;
@@ -260,6 +273,9 @@ export class ClusterSim extends SimWorld {
       outageMaxMs: Math.round(percentile(this.outages, 1)),
       ringOuts: this.ringOuts,
       assignments: this.assignments,
+      takeovers: this.takeovers,
+      takeoverMissing: this.takeoverMissing,
+      offerMissing: this.offerMissing,
       clusterConvergeMs: this.clusterConvergeMs,
     };
   }
@@ -350,6 +366,17 @@ export class ClusterSim extends SimWorld {
           const to = c.set[dev];
           if (to === null || before.owner(dev) === to) continue;
           this.assignments++;
+          const from = before.owner(dev);
+          if (from !== undefined && !p.onRing(from)) {
+            // A takeover from an owner that left the ring: how much acknowledged data is the new
+            // owner missing right now (the heir rule makes this 0 unless the heir changed since)?
+            this.takeovers++;
+            const disk = this.ext[this.ids.indexOf(to)].disk;
+            for (const seq of this.ackedByDev.get(dev) ?? []) {
+              if (disk.has(dev, seq)) continue;
+              this.takeoverMissing++;
+            }
+          }
           const want = p.owner(dev);
           if (to !== want) this._violate('M: ' + dev + ' assigned to ' + to + ' at index ' + e.index + ' but its ring owner at epoch ' + before.epoch + ' is ' + want);
         }
@@ -524,6 +551,13 @@ export class ClusterSim extends SimWorld {
       const offer = core.offerFor(this._local(k), this._raft(sn), this.devs[i].id);
       if (!offer) return;
       this.offers++;
+      // How much acknowledged data does the companion that offers lack? (Split brain leaves some:
+      // an owner in a minority, or one that has not applied the move yet, acknowledges a little
+      // longer; those readings are durable on W companions and reach the new owner by anti-entropy.)
+      for (const seq of this.ackedByDev.get(this.devs[i].id) ?? []) {
+        if (this.ext[k].disk.has(this.devs[i].id, seq)) continue;
+        this.offerMissing++;
+      }
       this._checkStale(k, 'offered ' + this.devs[i].id);
       const gen = sn.gen;
       if (this._chance(this.loss)) return;
@@ -643,6 +677,11 @@ export class ClusterSim extends SimWorld {
       }
     }
     const prev = this.ackedKeys.get(key);
+    if (prev === undefined) {
+      const list = this.ackedByDev.get(dev) ?? [];
+      list.push(seq);
+      this.ackedByDev.set(dev, list);
+    }
     if (prev === undefined || need > prev) this.ackedKeys.set(key, need);
     const i = this.devs.findIndex((d) => d.id === dev);
     this._later(this._delay(), () => {

@@ -55,7 +55,8 @@ describe('cluster simulation: fixed seeds', () => {
     console.log(
       `cluster sim: ${figures.length} runs, ${events} events in ${(wallMs / 1000).toFixed(1)} s (${(figures.length / (wallMs / 1000)).toFixed(1)} seeds/s, ${Math.round(events / (wallMs / 1000))} events/s); ` +
         `convergence after heal p50 ${conv[conv.length >> 1]} ms, max ${conv[conv.length - 1]} ms; device outage p99 (faults on) median ${out[out.length >> 1]} ms, max ${out[out.length - 1]} ms; ` +
-        `acked ${figures.reduce((n, r) => n + r.acked, 0)} readings, ring-outs ${figures.reduce((n, r) => n + r.ringOuts, 0)}, reassignments ${figures.reduce((n, r) => n + r.assignments, 0)}`,
+        `acked ${figures.reduce((n, r) => n + r.acked, 0)} readings, ring-outs ${figures.reduce((n, r) => n + r.ringOuts, 0)}, reassignments ${figures.reduce((n, r) => n + r.assignments, 0)}, ` +
+        `takeovers from owners off the ring ${figures.reduce((n, r) => n + r.takeovers, 0)} (acknowledged readings the new owner lacked when the log moved the device: ${figures.reduce((n, r) => n + r.takeoverMissing, 0)}; when it first offered: ${figures.reduce((n, r) => n + r.offerMissing, 0)})`,
     );
     expect(figures.length).toBe(2 * CLUSTER_SCENARIOS.length * 3);
   });
@@ -91,8 +92,10 @@ describe('cluster simulation: the checker', () => {
 
   it('catches acting on stale authority after SIGSTOP when the pause guard is off (invariant S)', () => {
     const found: string[] = [];
-    for (let seed = 1; seed <= 12 && found.length === 0; seed++) {
-      const r = simulateCluster({ seed, nodes: 3, scenario: 'pause', node: { pauseMaxMs: 1e12 } });
+    // The Raft lease alone stops a woken LEADER; a woken follower that still believes in its
+    // old leader is what the guard is for. Seeds 20-40 at 5 companions contain such runs.
+    for (let seed = 20; seed <= 40 && found.length === 0; seed++) {
+      const r = simulateCluster({ seed, nodes: 5, scenario: 'pause', node: { pauseMaxMs: 1e12 } });
       if (!r.ok) found.push(r.violation);
     }
     expect(found[0]).toMatch(/^S: .* after waking from a pause, in term \d+ while term \d+ had a leader/);
