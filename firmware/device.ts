@@ -38,7 +38,7 @@ export var TELEMETRY_INFLIGHT_MAX = 8;
 export var REBOOT_DELAY_MS = 300;
 /** First reconnect delay and the random phase of a fleet coming back (see the supervisor). */
 export var RECONNECT_BASE_MS = 500;
-export var RECONNECT_PHASE_MS = 1000;
+export var RECONNECT_PHASE_MS = 500;
 
 export class Device implements Part, TcpHandler, SessionHandler, DiscoveryOwner, RpcHost, SampleSink {
   rt: Runtime;
@@ -67,6 +67,8 @@ export class Device implements Part, TcpHandler, SessionHandler, DiscoveryOwner,
   _out: Reading[];
   _healthAt: number;
   _rebootAt: number;
+  /** The socket is being closed to follow an offer to another broker. */
+  _moving: boolean;
   _topics: { s: string; t: string; m: string; h: string; q: string; a: string };
 
   constructor(rt: Runtime, now: number) {
@@ -124,6 +126,7 @@ export class Device implements Part, TcpHandler, SessionHandler, DiscoveryOwner,
     this._out = [];
     this._healthAt = now + HEALTH_EVERY_MS;
     this._rebootAt = -1;
+    this._moving = false;
     if (cfg.console.lock) board.lockConsole(cfg.console.password);
     if (board.wifi) {
       board.wifi.onDisconnect(function () {
@@ -251,6 +254,14 @@ export class Device implements Part, TcpHandler, SessionHandler, DiscoveryOwner,
     var why = this.session.closed(now);
     this._sock = null;
     this.outbox.setLive(false);
+    if (this._moving) {
+      // We dropped the old broker for an offered new one: not a failure.
+      this._moving = false;
+      this._freshRun(now);
+      this.supervisor.start(now);
+      this.rt.schedule();
+      return;
+    }
     this.supervisor.failed(now, why || this.lastError || 'closed');
     this._persist();
     // Lost our broker: beacon in a burst so a live companion (maybe a new owner) answers.
@@ -292,12 +303,23 @@ export class Device implements Part, TcpHandler, SessionHandler, DiscoveryOwner,
     this.owner = o.host;
     this.broker = { host: o.broker.host, port: o.broker.port };
     this.discovery.accepted(now);
-    if (moved && this._sock) this._sock.close();
-    // A new broker starts a fresh run (random phase, first backoff step): the old one's
-    // failures say nothing about it. The breaker keeps its count across runs.
-    if (moved && !this._sock) this.supervisor.stop();
+    // A new broker starts a fresh run (random phase, first backoff step) with a closed breaker:
+    // the old one's failures say nothing about it. A socket still open to the old broker is
+    // dropped first; its close then starts the run (see onClose).
+    if (moved && this._sock) {
+      this._moving = true;
+      this._sock.close();
+      this.rt.schedule();
+      return;
+    }
+    if (moved) this._freshRun(now);
     this.supervisor.start(now);
     this.rt.schedule();
+  }
+
+  _freshRun(now: number): void {
+    this.supervisor.stop();
+    this.supervisor.breaker.reset(now);
   }
 
   // --- sensors, pipeline, outbox ---

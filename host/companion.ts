@@ -182,12 +182,14 @@ export class Companion implements CompanionApi {
         return;
       }
       const r = await this.telemetryStore.append(rec.value);
+      // A retransmission may be of a reading whose replication failed the first time (no PUBACK
+      // then): replicate again BEFORE acknowledging it. Replication is idempotent per (device, seq).
+      if (this.o.afterStore) await this.o.afterStore(rec.value);
       if (r.dup) {
         this.counters.duplicates++;
         return;
       }
       this.counters.stored++;
-      if (this.o.afterStore) await this.o.afterStore(rec.value);
       this.emit({ type: 'telemetry', id, seq: rec.value.seq, ts: rec.value.ts, r: rec.value.r, hist: rec.value.hist });
     } else if (kind === 'status') {
       const s = payload.toString('latin1');

@@ -18,6 +18,14 @@ export interface DiscoveryOwner {
 
 /** How long a beacon waits for its offer: a companion answers within milliseconds on a LAN. */
 export var OFFER_ANSWER_MS = 10000;
+/**
+ * A burst after boot or a lost session: 6 beacons 500 ms apart cover the 3 s a cluster takes to
+ * hand a dead owner's devices to a new one, so the first beacon the new owner can answer comes
+ * at most half a second after it can. A flapping session bursts at most every BURST_GAP_MS.
+ */
+export var BURST_COUNT = 6;
+export var BURST_MS = 500;
+export var BURST_GAP_MS = 10000;
 /** Capabilities a beacon announces (INTERFACES.md `caps`). */
 export var CAPS = ['mqtt', 'rpc', 'outbox', 'pipeline'];
 
@@ -53,7 +61,7 @@ export class Discovery implements UdpHandler {
     this.offers = 0;
     this.rejected = 0;
     this.lastReject = '';
-    this.schedule = new BeaconSchedule({ beaconMs: cfg.beaconMs, rng: rng }, now);
+    this.schedule = new BeaconSchedule({ beaconMs: cfg.beaconMs, rng: rng, burstCount: BURST_COUNT, burstMs: BURST_MS, burstGapMs: BURST_GAP_MS }, now);
   }
 
   /** Opens the socket (on an ephemeral port: offers come back to it). Call when the network is up. */
