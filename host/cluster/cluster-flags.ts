@@ -64,9 +64,13 @@ export function clusterFromFlags(f: Record<string, unknown>, ctx: ClusterFlagCon
   }
   const secret = Buffer.from(String(f['cluster-secret']), 'hex');
   if (secret.length < 16) throw new UsageError('host: --cluster-secret must be at least 16 bytes of hex');
+  const replicas = f.replicas === undefined ? undefined : Number(f.replicas);
+  const acks = f.acks === undefined ? undefined : (String(f.acks) as 'quorum' | 'all');
   return new ClusterService({
     nodeId: ctx.nodeId,
     secret,
+    ...(replicas !== undefined ? { replicas } : {}),
+    ...(acks !== undefined ? { acks } : {}),
     peers,
     bind: ctx.bind,
     advertiseHost: ctx.advertiseHost,
