@@ -304,7 +304,9 @@ afterAll(async () => {
 
 describe('device discovery on emulated boards (shipped bundle)', () => {
   it('every beacon the boards send verifies under the fleet key', async () => {
-    await waitFor('a beacon from every board', () => [...emu.boards.keys()].every((id) => beacons(id).length > 0), 10_000);
+    // Generous: under a loaded CI machine a board's first beacon can be seconds late; what is
+    // checked here is that every beacon verifies, not how fast the first one comes.
+    await waitFor('a beacon from every board', () => [...emu.boards.keys()].every((id) => beacons(id).length > 0), 30_000);
     expect(badBeacons).toEqual([]);
   });
 
