@@ -17,9 +17,7 @@
  *     The goal is p99 under 3 s with default timeouts.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import * as dgram from 'node:dgram';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -29,6 +27,7 @@ import type { EmulatedBoard } from '../../boards/emulator/board.js';
 import { packageRoot } from '../../boards/profiles.js';
 import { startFleet } from '../../host/cli/emulate-command.js';
 import { FakeDevice } from '../unit/host/cluster/fake-device.js';
+import { freeTcpPort, freeUdpPort } from '../helpers/ports.js';
 
 const ROOT = packageRoot();
 const BIN = join(ROOT, 'bin', 'espfleet.js');
@@ -55,25 +54,7 @@ const procs: Proc[] = [];
 let root = '';
 let discoveryPort = 0;
 
-async function freeTcpPort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
-async function freeUdpPort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = dgram.createSocket('udp4');
-    s.bind(0, '127.0.0.1', () => {
-      const p = s.address().port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -5,7 +5,6 @@
  * 10 minutes of board time (two boards rebooted meanwhile with non-empty outboxes) and killed
  * again mid-drain; a black-holed broker (TCP up, nothing answers); Mosquitto stopped and restarted.
  */
-import * as dgram from 'node:dgram';
 import * as net from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,6 +19,7 @@ import { devicePassword } from '../../host/discovery/node-mac.js';
 import { mosquittoAcl } from '../../host/bus/credentials.js';
 import { freeLoopbackPort, mosquittoAvailable, startMosquitto, warnMosquittoMissing, type RunningMosquitto } from '../helpers/mosquitto.js';
 import { waitFor } from '../helpers/fleet.js';
+import { freeUdpPort } from '../helpers/ports.js';
 
 /** Board time runs this many times faster than real time: 10 minutes take 20 s. */
 const SPEED = 30;
@@ -45,13 +45,6 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function freeUdpPort(): Promise<number> {
-  const s = dgram.createSocket('udp4');
-  await new Promise<void>((r) => s.bind(0, '127.0.0.1', r));
-  const p = s.address().port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return p;
-}
 
 async function startCompanion(w: World): Promise<Companion> {
   const c = new Companion({

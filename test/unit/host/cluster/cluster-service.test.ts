@@ -5,8 +5,6 @@
  * find their new owner, which already holds everything acknowledged.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
-import * as dgram from 'node:dgram';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,26 +12,9 @@ import { ClusterService } from '../../../../host/cluster/cluster-service.js';
 import { Companion, newFleetKey } from '../../../../host/companion.js';
 import { memoryLogger } from '../../../../host/log.js';
 import { FakeDevice } from './fake-device.js';
+import { freeTcpPort, freeUdpPort } from '../../../helpers/ports.js';
 
-async function freeTcpPort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
-async function freeUdpPort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = dgram.createSocket('udp4');
-    s.bind(0, '127.0.0.1', () => {
-      const p = s.address().port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 async function until<T>(what: string, fn: () => T | null | undefined | false, timeoutMs = 15000, everyMs = 50): Promise<T> {
   const t0 = Date.now();
