@@ -68,7 +68,7 @@ function connect(c: ConnectSpec = {}): Buffer {
   return frame(0x10, Buffer.concat(parts));
 }
 function publish(topic: Bytes, payload: Bytes, qos: 0 | 1 = 0, id = 1): Buffer {
-  const parts = [str(topic)];
+  const parts: Buffer[] = [str(topic)];
   if (qos > 0) parts.push(Buffer.from([id >> 8, id & 255]));
   parts.push(b(payload));
   return frame(0x30 | (qos << 1), Buffer.concat(parts));

@@ -466,7 +466,7 @@ const optsArb = fc.record({
   seed: fc.integer(),
 });
 
-function makeOpts(impl: Impl, a: fc.Infer<typeof optsArb>, onEvent: (name: string, br: any) => void) {
+function makeOpts(impl: Impl, a: typeof optsArb extends fc.Arbitrary<infer T> ? T : never, onEvent: (name: string, br: any) => void) {
   const probesToClose = 1 + Math.floor(a.closePart * (a.probesMax - 1) + 0.5);
   const o: any = { probesMax: a.probesMax, probesToClose, probeTimeoutMs: a.probeTimeoutMs, onEvent };
   if (a.rate) {

@@ -13,8 +13,8 @@ const fw: Record<string, any> | null = await import('../../../helpers/firmware-l
 const impls: Array<[string, any, any]> = [['source', hmSrc, shSrc]];
 if (fw) impls.push(['bundle', fw.hmac, fw.sha256]);
 
-const nodeSha = (s: string) => createHash('sha256').update(s, 'latin1').digest('latin1');
-const refMac = (k: string, m: string) => createHmac('sha256', Buffer.from(k, 'latin1')).update(m, 'latin1').digest('latin1');
+const nodeSha = (s: string) => createHash('sha256').update(s, 'latin1').digest().toString('latin1');
+const refMac = (k: string, m: string) => createHmac('sha256', Buffer.from(k, 'latin1')).update(m, 'latin1').digest().toString('latin1');
 
 function randomBytes(rng: SeededRng, n: number): string {
   let s = '';

@@ -12,7 +12,7 @@ const fw: Record<string, any> | null = await import('../../../helpers/firmware-l
 const impls: Array<[string, any]> = [['source', src]];
 if (fw) impls.push(['bundle', fw.sha256]);
 
-const ref = (s: string) => createHash('sha256').update(s, 'latin1').digest('latin1');
+const ref = (s: string) => createHash('sha256').update(s, 'latin1').digest().toString('latin1');
 
 function randomBytes(rng: SeededRng, n: number): string {
   let s = '';

@@ -110,10 +110,10 @@ describe.each(supervisorTargets)('reconnect supervisor (%s)', (_name, { sup: M, 
     s.tick(now);
     s.succeeded(now);
     // Kicked after 5 s: the backoff goes on from its third delay, not from the base.
-    const attemptBefore = s.toJSON().k[0];
+    const attemptBefore = (s.toJSON().k as number[])[0];
     expect(attemptBefore).toBe(2);
     s.failed(now + 5000, 'closed: kicked');
-    expect(s.toJSON().k[0]).toBe(3);
+    expect((s.toJSON().k as number[])[0]).toBe(3);
     now = s.deadline();
     s.tick(now);
     s.succeeded(now);

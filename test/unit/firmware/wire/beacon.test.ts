@@ -19,7 +19,7 @@ const KEY = Buffer.from('8f3a'.repeat(16), 'hex').toString('latin1');
 
 /** A node:crypto Mac, as the host would pass. */
 const nodeMac = (key: string) => ({
-  digest: (m: string) => createHmac('sha256', Buffer.from(key, 'latin1')).update(m, 'latin1').digest('latin1'),
+  digest: (m: string) => createHmac('sha256', Buffer.from(key, 'latin1')).update(m, 'latin1').digest().toString('latin1'),
 });
 
 /** Seals any JSON-ish text with the key, bypassing the builders' field checks (a key holder's bad message). */

@@ -232,7 +232,7 @@ describe('ClusterNode', () => {
     const v = net.node('b').view(401, net.raft('b'));
     expect(v.mode).toBe('cluster');
     expect(v.leader).toBe('a');
-    expect(v.members.map((m) => [m.id, m.self, m.up, m.onRing])).toEqual([['a', false, true, true], ['b', true, true, true], ['c', false, true, true]]);
+    expect(v.members.map((m) => [m.id, m.self, m.up, (m as typeof m & { onRing?: boolean }).onRing])).toEqual([['a', false, true, true], ['b', true, true, true], ['c', false, true, true]]);
     expect(v.members[0].addr).toBe('a:1883');
     expect(v.ring.owners.reduce((n, o) => n + o.devices, 0)).toBe(60);
     expect(v.replicas.map((r) => r.id)).toEqual(['a', 'c']);

@@ -65,7 +65,7 @@ describe('PendingRequests', () => {
     expect(sent.map((s) => s[0])).toEqual(['h1', 'h1']);
     pr.receive('h1', true, 'v');
     await mt.settle();
-    expect(w.value.sends).toBe(2);
+    expect(w.value!.sends).toBe(2);
     expect(pr.resend('h1')).toBe(false);
 
     await expect(pr.request(() => { throw new Error('socket'); }, { deadlineMs: 1000 })).rejects.toMatchObject({ code: 'send' });
