@@ -2,6 +2,7 @@
  * `espfleet emulate`: n emulated boards running the shipped bundle, each with its own id,
  * Storage folder and simulated sensors, until interrupted.
  */
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Emulator } from '../../boards/emulator/emulator.js';
 import { listBoards } from '../../boards/profiles.js';
@@ -11,13 +12,14 @@ import { UsageError } from './args.js';
 export const emulateSpec: CommandSpec = {
   name: 'emulate',
   summary: 'runs n emulated boards with the shipped bundle (each with its own id, Storage folder and sensors)',
-  usage: 'espfleet emulate --count <n> [--board <name>] [--data <dir>] [--speed <x>] [--fleet-key <hex>]',
+  usage: 'espfleet emulate --count <n> [--board <name>] [--data <dir>] [--speed <x>] [--fleet-key <hex> | --host-data <dir>]',
   flags: {
     count: { type: 'int', min: 1, max: 2000, help: 'how many boards', arg: 'n' },
     board: { type: 'string', help: 'board profile', default: 'esp32', arg: 'name' },
     data: { type: 'string', help: 'folder for the boards\' Storage', default: '.espfleet/emulator', arg: 'dir' },
     speed: { type: 'number', min: 0.01, max: 10000, help: 'virtual time per real time', default: 1, arg: 'x' },
-    'fleet-key': { type: 'hex', min: 16, env: 'ESPFLEET_FLEET_KEY', help: 'fleet key the boards sign with', arg: 'hex' },
+    'fleet-key': { type: 'hex', min: 16, env: 'ESPFLEET_FLEET_KEY', help: 'fleet key the boards sign with (default: the one in --host-data)', arg: 'hex' },
+    'host-data': { type: 'string', help: 'a local companion\'s data folder, whose fleet.key the boards use when --fleet-key is absent', default: '.espfleet/host', arg: 'dir' },
     prefix: { type: 'string', help: 'device id prefix', default: 'emu-', arg: 'text' },
     'discovery-port': { type: 'port', min: 1, help: 'UDP port the boards beacon to', default: 41900 },
     'discovery-addr': { type: 'string', help: 'address the boards beacon to', default: '127.255.255.255', arg: 'ipv4' },
@@ -72,7 +74,15 @@ export function startFleet(emu: Emulator, o: FleetOptions): string[] {
 export async function runEmulate(p: Parsed): Promise<number> {
   const f = p.flags;
   if (f.count === undefined) throw new UsageError('emulate: --count <n> is required');
-  if (f['fleet-key'] === undefined) throw new UsageError('emulate: --fleet-key <hex> (or ESPFLEET_FLEET_KEY) is required: the boards sign their beacons with it');
+  if (f['fleet-key'] === undefined) {
+    // The companion on this machine keeps its key in its data folder: use that one.
+    const file = join(process.cwd(), String(f['host-data']), 'fleet.key');
+    const key = existsSync(file) ? readFileSync(file, 'utf8').trim() : '';
+    if (!/^([0-9a-f]{2}){16,}$/.test(key)) {
+      throw new UsageError(`emulate: no --fleet-key (or ESPFLEET_FLEET_KEY) and no fleet key in ${file}: the boards sign their beacons with it`);
+    }
+    f['fleet-key'] = key;
+  }
   const board = String(f.board);
   if (!listBoards().includes(board)) throw new UsageError(`emulate: --board must be one of ${listBoards().join(', ')}, got '${board}'`);
   const quiet = f.quiet === true;
