@@ -74,6 +74,8 @@ export function startFleet(emu: Emulator, o: FleetOptions): string[] {
 export async function runEmulate(p: Parsed): Promise<number> {
   const f = p.flags;
   if (f.count === undefined) throw new UsageError('emulate: --count <n> is required');
+  const board = String(f.board);
+  if (!listBoards().includes(board)) throw new UsageError(`emulate: --board must be one of ${listBoards().join(', ')}, got '${board}'`);
   if (f['fleet-key'] === undefined) {
     // The companion on this machine keeps its key in its data folder: use that one.
     const file = join(process.cwd(), String(f['host-data']), 'fleet.key');
@@ -83,8 +85,6 @@ export async function runEmulate(p: Parsed): Promise<number> {
     }
     f['fleet-key'] = key;
   }
-  const board = String(f.board);
-  if (!listBoards().includes(board)) throw new UsageError(`emulate: --board must be one of ${listBoards().join(', ')}, got '${board}'`);
   const quiet = f.quiet === true;
   const emu = new Emulator({
     speed: Number(f.speed),
