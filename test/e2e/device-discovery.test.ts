@@ -21,6 +21,7 @@ import { join } from 'node:path';
 import { createHmac, randomBytes } from 'node:crypto';
 import mqttPacket from 'mqtt-packet';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BURST_COUNT } from '../../firmware/protocols/discovery.js';
 import { Emulator } from '../../boards/emulator/emulator.js';
 import type { EmulatedBoard } from '../../boards/emulator/board.js';
 import { newFleetKey } from '../../host/companion.js';
@@ -367,12 +368,12 @@ describe('device discovery on emulated boards (shipped bundle)', () => {
 
   it('an authentic offer answering a remembered beacon after the answer window is rejected (late)', async () => {
     const id = 'd-late';
-    // The burst: 5 beacons about 1 s apart, then beaconMs 8 s (first gap 4-12 s, later ones
-    // 6.4-9.6 s): the nonce of burst beacon 4 stays among the last 4 for over 20 s.
-    await waitFor(`${id}'s burst`, () => beacons(id).length >= 5, 15_000);
-    const last = beacons(id)[4];
+    // The burst: BURST_COUNT beacons BURST_MS apart, then beaconMs 8 s (first gap 4-12 s, later
+    // ones 6.4-9.6 s): the nonce of the last burst beacon stays among the last 4 for over 20 s.
+    await waitFor(`${id}'s burst`, () => beacons(id).length >= BURST_COUNT, 15_000);
+    const last = beacons(id)[BURST_COUNT - 1];
     await waitFor('the answer window to pass', () => emu.clock.now() - last.at > OFFER_ANSWER_MS + 500, 15_000);
-    expect(beacons(id).length - 5, 'beacons since: fewer than 4, so the nonce is still remembered').toBeLessThan(4);
+    expect(beacons(id).length - BURST_COUNT, 'beacons since: fewer than 4, so the nonce is still remembered').toBeLessThan(4);
     send(offer(last, decoy), last.b.port);
     await rejectedWith(id, 1, 'late');
   });
