@@ -150,7 +150,8 @@ describe('raft service on loopback', () => {
       expect(svcs[k].state.snapshot()).toBe(before[k]);
     }
     await until(() => leaderOf(svcs) !== undefined);
-    const next = await svcs[0].propose({ t: 'device.assign', set: { dev3: 'b' } });
+    // At the leader: a follower that has not heard from the new leader yet answers no-leader.
+    const next = await leaderOf(svcs)!.propose({ t: 'device.assign', set: { dev3: 'b' } });
     expect(next).toBeGreaterThan(idx);
     await until(() => svcs.every((s) => s.state.owner('dev3') === 'b'));
   });
