@@ -4,6 +4,8 @@
  * one-line reason, never an exception, so a bad config can never boot-loop the device.
  */
 
+import { isForbiddenKey } from './core/keys.js';
+
 export var CONFIG_FILE = 'espfleet.json';
 
 export interface SensorConfig {
@@ -232,7 +234,7 @@ function isIpv4(v: unknown): boolean {
 /** Rejects keys that would reach prototypes if a later step copied the object. */
 function hostileKey(o: { [k: string]: any }): string | null {
   for (var k in o) {
-    if (k === '__proto__' || k === 'constructor' || k === 'prototype') return 'key ' + k + ' is not allowed';
+    if (isForbiddenKey(k)) return 'key ' + k + ' is not allowed';
   }
   return null;
 }

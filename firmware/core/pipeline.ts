@@ -34,6 +34,8 @@
  * compilePipeline never throws on config input: it returns a Pipeline or {error}.
  */
 
+import { isForbiddenKey } from './keys.js';
+
 /** Stages per sensor: every stage is a call per sample on an interpreter that re-parses it. */
 export var STAGES_MAX = 8;
 /** Sensors with a chain: the device config allows 8 sensors (config.ts SENSORS_MAX). */
@@ -351,15 +353,12 @@ function isInt(v: any, lo: number, hi: number): boolean {
 }
 
 /** A key that must never be used as a plain property name when config objects are copied. */
-function hostile(k: string): boolean {
-  return k === '__proto__' || k === 'constructor' || k === 'prototype';
-}
 
 /** An error text (starting with '!') for a hostile or unlisted key of o, else ''. */
 function badKey(o: any, what: string, allowed: string[]): string {
   var ks = Object.keys(o);
   for (var i = 0; i < ks.length; i++) {
-    if (hostile(ks[i])) return '!key ' + ks[i] + ' is not allowed';
+    if (isForbiddenKey(ks[i])) return '!key ' + ks[i] + ' is not allowed';
     if (allowed.indexOf(ks[i]) < 0) return '!unknown ' + what + ' ' + ks[i].substr(0, 20);
   }
   return '';
@@ -469,7 +468,7 @@ export function compilePipeline(json: unknown, opts?: PipelineOptions): Pipeline
   var chains: Chain[] = [];
   for (var i = 0; i < names.length; i++) {
     var n = names[i];
-    if (hostile(n)) return { error: 'pipeline: key ' + n + ' is not allowed' };
+    if (isForbiddenKey(n)) return { error: 'pipeline: key ' + n + ' is not allowed' };
     if (n.length === 0 || n.length > SENSOR_CHARS_MAX || !/^[-A-Za-z0-9_]+$/.test(n))
       return { error: 'pipeline: sensor name ' + n.substr(0, 20) + ' must be 1-' + SENSOR_CHARS_MAX + ' of A-Z a-z 0-9 _ -' };
     var c = chain(n, (json as any)[n], stagesMax);

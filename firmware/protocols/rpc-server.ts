@@ -9,6 +9,7 @@
  * (same id) answered, not executed twice; a request past its deadline `dl` (the companion's wall
  * clock, ms) is dropped: nobody waits for its answer.
  */
+import { isForbiddenKey } from '../core/keys.js';
 import { AnswerCache, ANSWER_BUSY, ANSWER_EXPIRED, ANSWER_INVALID, ANSWER_PENDING, ANSWER_REPLAY } from '../core/request-response.js';
 
 /** Requests larger than this are refused unparsed: a request is a method name and small params. */
@@ -181,7 +182,7 @@ export function hostile(o: any, level: number): boolean {
   if (typeof o !== 'object' || o === null) return false;
   if (level > NESTING_MAX) return true;
   for (var k in o) {
-    if (k === '__proto__' || k === 'constructor' || k === 'prototype') return true;
+    if (isForbiddenKey(k)) return true;
     if (hostile(o[k], level + 1)) return true;
   }
   return false;
