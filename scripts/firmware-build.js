@@ -11,6 +11,35 @@ import { checkBundle, formatViolations } from './bundle-gate.js';
 
 const BOARD_MODULE = 'espfleet:board';
 const LIB_MODULE = 'espfleet:lib';
+const PART_PREFIX = 'espfleet:part:';
+
+/**
+ * Parts measured on their own (report.json `parts`): each is minified alone with the same settings,
+ * from an entry that exports only what the device uses, so shared constants fold as they do in the
+ * bundle. `mqtt` is the MQTT client as the device ships it (codec, UTF-8 rules, session): the
+ * figure that compares with Espruino's stock MQTT module (6.1 KB minified).
+ */
+export const PARTS = {
+  mqtt: { exports: { MqttSession: 'firmware/protocols/mqtt-session.ts' }, peerBytes: 6246, peer: 'Espruino stock MQTT module' },
+  supervisor: { exports: { ReconnectSupervisor: 'firmware/protocols/reconnect-supervisor.ts' } },
+  outbox: { exports: { Outbox: 'firmware/protocols/outbox.ts' } },
+};
+
+function partPlugin(root) {
+  return {
+    name: 'espfleet-part',
+    resolveId(id) {
+      return id.startsWith(PART_PREFIX) ? '\0' + id : null;
+    },
+    load(id) {
+      if (!id.startsWith('\0' + PART_PREFIX)) return null;
+      const part = PARTS[id.slice(1 + PART_PREFIX.length)];
+      return Object.entries(part.exports)
+        .map(([name, file]) => `export { ${name} } from ${JSON.stringify(join(root, file))};`)
+        .join('\n');
+    },
+  };
+}
 
 /** Terser settings shared by every firmware artefact (what ships is what the tests load). */
 export const terserOptions = {
@@ -183,6 +212,17 @@ export async function buildFirmware({ root, boards = null, log = () => {} }) {
           plugins: [boardPlugin(profiles.find((p) => p.name === 'esp32'), fw), tsPlugin(root, tsconfig)],
           name: undefined,
         });
+  const partsPromise = boards
+    ? null
+    : Promise.all(
+        Object.keys(PARTS).map((name) =>
+          bundle({
+            input: PART_PREFIX + name,
+            plugins: [partPlugin(root), tsPlugin(root, join(root, 'firmware', 'tsconfig.json'))],
+            name: 'P',
+          }),
+        ),
+      );
   const builtAll = await Promise.all(
     wanted.map((profile) =>
       bundle({
@@ -240,6 +280,17 @@ export async function buildFirmware({ root, boards = null, log = () => {} }) {
     if (benchViolations.length) throw new Error('bench bundle holds constructs Espruino cannot run:\n' + formatViolations('bench.js', benchViolations));
     writeFileSync(join(out, 'bench.js'), String(bench));
     log(`  bench    ${String(bench.length).padStart(7)} B (device benchmark: run it on any Espruino)`);
+  }
+  if (partsPromise) {
+    const built = await partsPromise;
+    report.parts = Object.keys(PARTS).map((name, k) => {
+      const code = String(built[k]);
+      const p = PARTS[name];
+      const entry = { part: name, modules: built[k].modules.map((m) => m.module), bytes: code.length, gzipBytes: gzipSync(code).length };
+      if (p.peerBytes) Object.assign(entry, { peer: p.peer, peerBytes: p.peerBytes });
+      log(`  part ${name.padEnd(10)} ${String(code.length).padStart(6)} B` + (p.peerBytes ? ` (${p.peer}: ${p.peerBytes} B)` : ''));
+      return entry;
+    });
   }
   writeFileSync(join(out, 'report.json'), JSON.stringify(report, null, 2) + '\n');
   return report;
