@@ -120,6 +120,7 @@ export class Companion implements CompanionApi {
     this.discovery = new DiscoveryService({
       port: this.o.discoveryPort,
       mac: nodeMac(this.o.fleetKey),
+      fleetKey: this.o.fleetKey,
       // A device with a session here needs no offer: it is where it should be.
       offerFor: (b) => (this.o.offerFor ? this.o.offerFor(b) : this.online.has(b.id) ? null : this.selfOffer()),
       onBeacon: (b, from) => this.onBeacon(b, from),

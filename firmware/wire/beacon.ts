@@ -191,8 +191,8 @@ export function buildOffer(o: Offer, mac: Mac): Built {
 }
 
 /**
- * Authenticates a datagram and parses it: size, mac suffix shape, MAC (constant time), then JSON,
- * then `t` and `v`. Returns the parsed object or a reason; never throws.
+ * Authenticates a datagram and parses it: size, mac suffix shape, MAC (constant time), then
+ * parse(). Returns the parsed object or a reason; never throws.
  */
 function open(text: any, mac: Mac, t: string): { ok: true; msg: any } | { ok: false; reason: string } {
   if (typeof text !== 'string' || text.length > DATAGRAM_BYTES_MAX) return { ok: false, reason: 'size' };
@@ -202,6 +202,11 @@ function open(text: any, mac: Mac, t: string): { ok: true; msg: any } | { ok: fa
   if (!HEX_RE.test(got)) return { ok: false, reason: 'shape' };
   var body = text.substr(0, n) + '}';
   if (!(mac.verifyHex ? mac.verifyHex(body, got) : sameBytes(hex(mac.digest(body)), got))) return { ok: false, reason: 'mac' };
+  return parse(body, t);
+}
+
+/** An authenticated body: JSON, then `t` and `v`. */
+function parse(body: string, t: string): { ok: true; msg: any } | { ok: false; reason: string } {
   var o: any;
   try {
     o = JSON.parse(body);
@@ -214,12 +219,8 @@ function open(text: any, mac: Mac, t: string): { ok: true; msg: any } | { ok: fa
   return { ok: true, msg: o };
 }
 
-/**
- * Verifies a beacon datagram (a byte String). On success msg holds exactly the beacon fields
- * (unknown members are ignored: later versions may add some).
- */
-export function verifyBeacon(text: string, mac: Mac): Checked<Beacon> {
-  var r = open(text, mac, 'beacon');
+/** The beacon fields of an opened datagram, or the first invalid one. */
+function beaconFields(r: { ok: true; msg: any } | { ok: false; reason: string }): Checked<Beacon> {
   if (!r.ok) return r;
   var b = r.msg;
   var bad = badBeacon(b);
@@ -231,6 +232,22 @@ export function verifyBeacon(text: string, mac: Mac): Checked<Beacon> {
       ts: b.ts, boot: b.boot, nonce: b.nonce,
     },
   };
+}
+
+/**
+ * Verifies a beacon datagram (a byte String). On success msg holds exactly the beacon fields
+ * (unknown members are ignored: later versions may add some).
+ */
+export function verifyBeacon(text: string, mac: Mac): Checked<Beacon> {
+  return beaconFields(open(text, mac, 'beacon'));
+}
+
+/**
+ * The rest of verifyBeacon for a host that checked the seal itself (size, shape and MAC, on the
+ * received bytes): body is the datagram up to its mac member, with `}` in its place.
+ */
+export function beaconFromBody(body: string): Checked<Beacon> {
+  return beaconFields(parse(body, 'beacon'));
 }
 
 /** Verifies an offer datagram (a byte String). Freshness is OfferGate's job, after this. */

@@ -8,7 +8,8 @@
  * unicast address) with SO_REUSEADDR, so several companions on one machine all hear beacons.
  */
 import * as dgram from 'node:dgram';
-import { BeaconWindow, buildOffer, DATAGRAM_BYTES_MAX, verifyBeacon, type Beacon, type Mac } from '../../firmware/wire/beacon.js';
+import { BeaconWindow, beaconFromBody, buildOffer, DATAGRAM_BYTES_MAX, verifyBeacon, type Beacon, type Mac } from '../../firmware/wire/beacon.js';
+import { DatagramVerifier } from './datagram-verifier.js';
 
 export interface OfferTarget {
   /** The companion that will own the device (its node id). */
@@ -22,6 +23,11 @@ export interface DiscoveryOptions {
   /** Address to bind (default the wildcard, see above). */
   bind?: string;
   mac: Mac;
+  /**
+   * The same key as mac, for the hot path: the seal is checked on the received Buffer
+   * (./datagram-verifier.ts) instead of through mac. Same verdicts; absent, mac does it all.
+   */
+  fleetKey?: string;
   /** Where a device should go; null to stay silent (this companion does not answer for it). */
   offerFor(b: Beacon, from: { address: string; port: number }): OfferTarget | null;
   /** Called for every fresh authenticated beacon, BEFORE the offer is sent. */
@@ -58,8 +64,10 @@ export class DiscoveryService {
   private readonly lastLog = new Map<string, number>();
   /** When each device was last sent an offer; bounded like the replay window. */
   private readonly offeredAt = new Map<string, number>();
+  private readonly verifier: DatagramVerifier | null;
 
   constructor(private readonly o: DiscoveryOptions) {
+    this.verifier = o.fleetKey ? new DatagramVerifier(o.fleetKey) : null;
     this.window = new BeaconWindow(o.sendersMax ?? 4096, o.skewMs ?? Number.MAX_SAFE_INTEGER, o.forgetMs ?? 600_000);
     this.now = o.now ?? Date.now;
   }
@@ -93,7 +101,14 @@ export class DiscoveryService {
     this.counters.datagrams++;
     if (msg.length > DATAGRAM_BYTES_MAX) return this.drop('oversize', rinfo);
     // latin1: the MAC covers the bytes that travelled, whatever they are.
-    const v = verifyBeacon(msg.toString('latin1'), this.o.mac);
+    let v;
+    if (this.verifier) {
+      const sealed = this.verifier.check(msg);
+      if (sealed !== null) return this.drop(sealed, rinfo);
+      v = beaconFromBody(msg.toString('latin1', 0, DatagramVerifier.bodyEnd(msg)) + '}');
+    } else {
+      v = verifyBeacon(msg.toString('latin1'), this.o.mac);
+    }
     if (!v.ok) return this.drop(v.reason, rinfo);
     const b = v.msg;
     const now = this.now();
@@ -106,13 +121,14 @@ export class DiscoveryService {
     } catch (e) {
       this.log('beacon handler failed', { id: b.id, error: String(e) });
     }
-    const target = this.o.offerFor(b, from);
-    if (!target) return null;
+    // Pacing first: it is one lookup, and a paced device needs no target worked out.
     const last = this.offeredAt.get(b.id);
     if (last !== undefined && now - last < (this.o.offerEveryMs ?? 2000) && now >= last) {
       this.counters.offersPaced++;
       return null;
     }
+    const target = this.o.offerFor(b, from);
+    if (!target) return null;
     if (this.offeredAt.size >= (this.o.sendersMax ?? 4096)) this.offeredAt.clear();
     this.offeredAt.set(b.id, now);
     const built = buildOffer({ id: b.id, host: target.host, broker: target.broker, epoch: target.epoch, ts: Math.floor(now), re: b.nonce }, this.o.mac);

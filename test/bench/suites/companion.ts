@@ -433,6 +433,9 @@ async function benchRpc(rows: BenchRow[]): Promise<void> {
   }
 }
 
+/** The suite's three parts, for running one alone while working on it. */
+export const parts = { ingest: benchIngest, beacons: benchBeacons, rpc: benchRpc };
+
 export default {
   name: 'companion',
   async run() {
