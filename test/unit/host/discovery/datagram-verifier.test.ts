@@ -5,11 +5,12 @@
  * tampered, truncated and random datagrams; and the DiscoveryService gives the same drop reasons
  * with and without it.
  */
-import { createHmac, randomBytes } from 'node:crypto';
+import { createHash, createHmac, randomBytes } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { buildBeacon, verifyBeacon, type Beacon } from '../../../../firmware/wire/beacon.js';
 import { DatagramVerifier } from '../../../../host/discovery/datagram-verifier.js';
+import { Sha256Wasm, sha256ModuleBytes } from '../../../../host/discovery/sha256-wasm.js';
 import { DiscoveryService } from '../../../../host/discovery/discovery-service.js';
 import { nodeMac } from '../../../../host/discovery/node-mac.js';
 
@@ -32,6 +33,39 @@ const KEY = 'ab'.repeat(32);
 function beacon(over: Partial<Beacon> = {}): Beacon {
   return { id: 'dev-1', kind: 'esp32', fw: '1.0.0', caps: ['mqtt', 'rpc'], port: 4210, seq: 7, up: 7000, mem: 12000, ts: 0, boot: 3, nonce: 99, ...over };
 }
+
+describe('Sha256Wasm (the compression function emitted as WebAssembly)', () => {
+  it('gives the FIPS 180-4 example digests', () => {
+    const sha = new Sha256Wasm();
+    const hex = (s: string) => sha.digest(Buffer.from(s, 'latin1')).toString('hex');
+    expect(hex('abc')).toBe('ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad');
+    expect(hex('')).toBe('e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855');
+    expect(hex('abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq')).toBe('248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1');
+  });
+
+  it('agrees with node:crypto at every length across four blocks and on random messages', () => {
+    const sha = new Sha256Wasm();
+    for (let len = 0; len <= 260; len++) {
+      const m = Buffer.alloc(len, len & 255);
+      expect(sha.digest(m).toString('hex'), `length ${len}`).toBe(createHash('sha256').update(m).digest('hex'));
+    }
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 4000 }), (m) => {
+        expect(sha.digest(m).equals(createHash('sha256').update(m).digest())).toBe(true);
+      }),
+      { numRuns: 300, seed: 7 },
+    );
+  });
+
+  it('is a valid WebAssembly module of one function and instances do not share memory', () => {
+    const bytes = sha256ModuleBytes();
+    expect(Buffer.from(bytes.subarray(0, 8)).toString('hex')).toBe('0061736d01000000');
+    const a = new Sha256Wasm();
+    const b = new Sha256Wasm();
+    a.mem[100] = 42;
+    expect(b.mem[100]).toBe(0);
+  });
+});
 
 describe('DatagramVerifier', () => {
   it('accepts the HMAC node:crypto computes, at every body length up to the datagram limit', () => {
