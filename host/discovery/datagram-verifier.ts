@@ -79,7 +79,9 @@ export class DatagramVerifier {
     const { mem, state, view, compress } = this.sha;
     // Inner hash: the key pad block is in `inner`; the message is buf[0, n) + '}', then the
     // padding of FIPS 180-4 §5.1.1 (0x80, zeros to 56 mod 64, the bit length of pad + message).
-    mem.set(buf.subarray(0, n), MSG_AT);
+    // The whole datagram is copied (no subarray object); what follows the body is overwritten
+    // by the brace and the padding, or lies past the last block and is never hashed.
+    mem.set(buf, MSG_AT);
     mem[MSG_AT + n] = BRACE_CLOSE;
     mem[MSG_AT + n + 1] = 0x80;
     const blocks = (n + 1 + 9 + 63) >> 6;

@@ -78,7 +78,8 @@ export type UpsertResult =
       created: boolean;
       /** The beacon seq or uptime went backwards: the device restarted since its last beacon. */
       rebooted: boolean;
-      device: DeviceRecord;
+      /** A copy of the record after the update (made when read). */
+      readonly device: DeviceRecord;
       change: StateChange | null;
     }
   | { ok: false; reason: string };
@@ -250,7 +251,17 @@ export class RegistryStore {
     else if (d.state !== 'up') change = this._change(d, 'up', 'beacon', nowMs);
     this._byId.set(d.id, d);
     this._touch(d.id);
-    return { ok: true, created: !prev, rebooted, device: copy(d), change };
+    // The copy is made only if the caller reads it: the listener's hot path does not, and a
+    // device's health report makes a copy cost a structuredClone.
+    return {
+      ok: true,
+      created: !prev,
+      rebooted,
+      change,
+      get device() {
+        return copy(d);
+      },
+    };
   }
 
   /**
