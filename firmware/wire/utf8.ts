@@ -31,68 +31,61 @@ export function utf8Bytes(s: string): string {
 }
 
 /**
+ * RFC 3629 §4 in two native passes, with only what Espruino's regex engine has (ESPRUINO.md:
+ * top-level alternation, character sets with `\xHH` ranges; every range here lies inside
+ * 0x80..0xFF, so the answer is the same whether the engine's chars are signed or not):
+ * - UTF8_SHAPE: a lead byte C2..F4 (C0, C1 and F5..FF never appear) with its 1, 2 or 3
+ *   continuation bytes 80..BF;
+ * - UTF8_BAD: the second-byte limits of the grammar, as the pairs they forbid: E0 80..9F and
+ *   F0 80..8F (overlong forms), ED A0..BF (surrogates), F4 90..BF (past U+10FFFF). E0, ED, F0
+ *   and F4 are never continuation bytes, so such a pair is wrong wherever it stands.
+ */
+var UTF8_SHAPE = /[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf][\x80-\xbf]|[\xf0-\xf4][\x80-\xbf][\x80-\xbf][\x80-\xbf]/g;
+var UTF8_BAD = /\xe0[\x80-\x9f]|\xed[\xa0-\xbf]|\xf0[\x80-\x8f]|\xf4[\x90-\xbf]/;
+
+/**
  * True when every char of s is a byte and the bytes are well-formed UTF-8 (RFC 3629 §4: no
- * overlong forms, no surrogates, nothing past U+10FFFF). Walks the string: call it only on the
- * rare non-ASCII path.
+ * overlong forms, no surrogates, nothing past U+10FFFF). No forbidden pair, and once every
+ * well-formed sequence is cut out, left to right (a valid string parses one way only), only ASCII
+ * is left: a stray continuation byte, a truncated sequence, a bad lead byte or a char above
+ * 0xFF stays behind. Native work only, but it copies s: call it on the rare non-ASCII path.
  */
 export function isUtf8Bytes(s: string): boolean {
-  var n = s.length;
-  var i = 0;
-  var c: number;
-  var k: number;
-  var lo: number;
-  var hi: number;
-  while (i < n) {
-    c = s.charCodeAt(i++);
-    if (c < 0x80) continue;
-    // Lead bytes C2..F4 only (C0, C1 and F5..FF never appear; this also rejects chars > 0xFF).
-    if (c < 0xc2 || c > 0xf4) return false;
-    k = c < 0xe0 ? 1 : c < 0xf0 ? 2 : 3;
-    // The second byte's range narrows for E0 (overlong), ED (surrogates), F0 (overlong), F4 (> U+10FFFF).
-    lo = c == 0xe0 ? 0xa0 : c == 0xf0 ? 0x90 : 0x80;
-    hi = c == 0xed ? 0x9f : c == 0xf4 ? 0x8f : 0xbf;
-    c = s.charCodeAt(i++);
-    // charCodeAt past the end is NaN, which fails both comparisons.
-    if (!(c >= lo && c <= hi)) return false;
-    while (--k) {
-      c = s.charCodeAt(i++);
-      if (!(c >= 0x80 && c <= 0xbf)) return false;
-    }
-  }
-  return true;
+  return !UTF8_BAD.test(s) && !NON_ASCII.test(s.replace(UTF8_SHAPE, ''));
 }
 
-/** UTF-8 encoding of a UTF-16 string (pairs joined, lone surrogates as U+FFFD). */
+/**
+ * UTF-8 encoding of a UTF-16 string: surrogate pairs joined into one code point, lone surrogates
+ * as U+FFFD. A code point takes k continuation bytes (10xxxxxx, low bits last) after a lead byte
+ * whose top k + 1 bits are set: C0 for k = 1, E0 for 2, F0 for 3 ((0xFF00 >> (k + 1)) & 0xFF).
+ */
 export function encodeUtf8(s: string): string {
   var out = '';
   var n = s.length;
   var i = 0;
   var c: number;
   var d: number;
+  var k: number;
+  var tail: string;
   for (; i < n; i++) {
     c = s.charCodeAt(i);
-    if (c < 0x80) {
-      out += s.charAt(i);
-    } else if (c < 0x800) {
-      out += String.fromCharCode(0xc0 | (c >> 6), 0x80 | (c & 63));
-    } else {
-      if (c >= 0xd800 && c < 0xe000) {
-        d = s.charCodeAt(i + 1);
-        if (c < 0xdc00 && d >= 0xdc00 && d < 0xe000) {
-          c = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
-          i++;
-          out += String.fromCharCode(
-            0xf0 | (c >> 18),
-            0x80 | ((c >> 12) & 63),
-            0x80 | ((c >> 6) & 63),
-            0x80 | (c & 63)
-          );
-          continue;
-        }
-        c = 0xfffd;
-      }
-      out += String.fromCharCode(0xe0 | (c >> 12), 0x80 | ((c >> 6) & 63), 0x80 | (c & 63));
+    // 0xD800..0xDFFF (c >> 11 == 27): a high surrogate followed by a low one (d >> 10 == 55) is
+    // one code point; anything else is a lone surrogate.
+    if (c >> 11 == 27) {
+      d = s.charCodeAt(i + 1);
+      if (c < 0xdc00 && d >> 10 == 55) {
+        // 0x10000 + ((c - 0xD800) << 10) + (d - 0xDC00), folded: 0x35FDC00 = (0xD800 << 10) + 0xDC00 - 0x10000.
+        c = (c << 10) + d - 0x35fdc00;
+        i++;
+      } else c = 0xfffd;
     }
+    k = c < 0x80 ? 0 : c < 0x800 ? 1 : c < 0x10000 ? 2 : 3;
+    tail = '';
+    for (d = k; d; d--) {
+      tail = String.fromCharCode(0x80 | (c & 63)) + tail;
+      c >>= 6;
+    }
+    out += String.fromCharCode(k ? ((0xff00 >> (k + 1)) & 0xff) | c : c) + tail;
   }
   return out;
 }

@@ -93,6 +93,24 @@ describe.each(utf8Targets)('utf8 (%s)', (_name, u8: typeof src) => {
     );
   });
 
+  it('isUtf8Bytes agrees with a fatal UTF-8 decoder on every 1- and 2-byte string, and on 3- and 4-byte ones from boundary bytes', () => {
+    const edges = [0x00, 0x41, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xc1, 0xc2, 0xdf, 0xe0, 0xe1, 0xec, 0xed, 0xee, 0xef, 0xf0, 0xf1, 0xf3, 0xf4, 0xf5, 0xff];
+    const wrong: string[] = [];
+    const check = (...b: number[]) => {
+      const s = bytes(...b);
+      if (u8.isUtf8Bytes(s) !== wellFormed(s)) wrong.push(b.map((x) => x.toString(16)).join(' '));
+    };
+    for (let a = 0; a < 256; a++) {
+      check(a);
+      for (let b = 0; b < 256; b++) check(a, b);
+    }
+    for (const a of edges) for (const b of edges) for (const c of edges) check(a, b, c);
+    for (const a of [0xf0, 0xf1, 0xf3, 0xf4, 0xf5]) for (const b of edges) for (const c of edges) for (const d of edges) check(a, b, c, d);
+    // Sequences after ASCII and after another sequence (the cut goes on from where it stopped).
+    for (const a of edges) for (const b of edges) check(0x61, 0xc3, 0xa9, a, b);
+    expect(wrong.slice(0, 10)).toEqual([]);
+  });
+
   it('utf8Bytes follows the RULE on random UTF-16 strings', () => {
     fc.assert(
       fc.property(fc.string({ unit, maxLength: 16 }), (s) => {
