@@ -18,7 +18,7 @@ import { fromHex, hex, Hmac } from './core/hmac.js';
 import { compilePipeline, Pipeline, Reading } from './core/pipeline.js';
 import { SeededRng } from './core/rng.js';
 import { Discovery, DiscoveryOwner } from './protocols/discovery.js';
-import { MqttSession, PUBLISH_FULL, SESSION_STATE_NAMES, SessionHandler } from './protocols/mqtt-session.js';
+import { MqttSession, PUBLISH_FULL, SESSION_STATE_NAMES, SESSION_UP, SessionHandler } from './protocols/mqtt-session.js';
 import { Outbox } from './protocols/outbox.js';
 import { ACT_ABORT, ACT_CONNECT, ReconnectSupervisor } from './protocols/reconnect-supervisor.js';
 import { BREAKER_STATE_NAMES } from './core/circuit-breaker.js';
@@ -163,7 +163,7 @@ export class Device implements Part, TcpHandler, SessionHandler, DiscoveryOwner,
     this._drain(now);
     if (now >= this._healthAt) {
       this._healthAt = now + HEALTH_EVERY_MS;
-      if (this.session.state === 2) this._health();
+      if (this.session.state === SESSION_UP) this._health();
     }
   }
 
@@ -173,7 +173,7 @@ export class Device implements Part, TcpHandler, SessionHandler, DiscoveryOwner,
     if (this.netUp) d = earliest(d, this.discovery.deadline());
     if (this._sock) d = earliest(d, this.session.deadline());
     d = earliest(d, this.supervisor.deadline());
-    if (this.session.state === 2) d = earliest(d, this.outbox.deadline());
+    if (this.session.state === SESSION_UP) d = earliest(d, this.outbox.deadline());
     if (this.board.wifi && !this.netUp && !this._joining) d = earliest(d, this._wifiAt);
     d = earliest(d, this._rebootAt);
     return earliest(d, this._healthAt);
@@ -344,7 +344,7 @@ export class Device implements Part, TcpHandler, SessionHandler, DiscoveryOwner,
 
   /** Publishes what the outbox hands out while the session is up and the window has room. */
   _drain(now: number): void {
-    if (this.session.state !== 2) return;
+    if (this.session.state !== SESSION_UP) return;
     while (this.session.canPublish()) {
       var seq = this.outbox.next(now);
       if (seq < 0) break;

@@ -32,9 +32,11 @@
  * Packet ids run 1..65535 and wrap, never 0 [MQTT-2.3.1-1], never one still in flight or
  * awaiting its SUBACK [MQTT-2.3.1-2].
  *
- * SUBSCRIPTIONS are part of the session: subscribe() records them (at most SUBS_MAX) and sends
- * them when up; they are sent again after a CONNACK without a session, and after the first
- * CONNACK of a boot even with one (re-subscribing is idempotent, [MQTT-3.8.4-3]).
+ * SUBSCRIPTIONS are part of the session: subscribe() records them (at most SUBS_MAX, kept as
+ * SUBSCRIBE payload bytes) and sends them all when up; they are sent again after a CONNACK
+ * without a session, and after one with a session unless a SUBACK in this boot granted every
+ * filter of the last SUBSCRIBE (the first CONNACK of a boot always re-subscribes;
+ * re-subscribing is idempotent, [MQTT-3.8.4-3]).
  *
  * KEEPALIVE (§3.1.2.10) with K = keepaliveMs (announced rounded up to whole seconds, so K never
  * exceeds what the broker was told):
@@ -46,41 +48,57 @@
  *   - CONNACK must come within connackTimeoutMs of connected() ('timeout').
  *
  * CLOSE REASONS (closeReason, and what closed() returns) start with a kind word the supervisor
- * counts by: 'timeout: …', 'refused: …', 'protocol: …', 'silent: …', 'closed: …' (the peer or
- * the network dropped the socket), 'disconnect' (our own DISCONNECT).
+ * counts by; they are short, for the device's RAM and flash:
+ *   'timeout: 10000 ms'      no CONNACK within connackTimeoutMs
+ *   'refused: rc 5'          CONNACK return code 5 (§3.2.2.3 Table 3.1: 1 protocol version,
+ *                            2 identifier rejected, 3 server unavailable, 4 bad user name or
+ *                            password, 5 not authorized; the host names them)
+ *   'protocol: <err>'        the parser's reason (MqttParser in ../wire/mqtt-codec.ts)
+ *   'protocol: type 4'       a packet the session does not take now: anything before CONNACK
+ *                            [MQTT-3.2.0-1], a second CONNACK, PUBREC/PUBREL/PUBCOMP (a QoS 2
+ *                            flow we never start), 'protocol: type 3 QoS 2' a QoS 2 PUBLISH
+ *                            (we never subscribe at QoS 2 [MQTT-3.8.4-6])
+ *   'silent: 15000 ms'       nothing received for that long (the watchdog, 1.5 keepalive)
+ *   'closed: connection lost' the peer or the network dropped the socket
+ *   'disconnect'             our own DISCONNECT
  *
  * PEER INPUT NEVER THROWS: a broken stream, a second CONNACK, a packet before CONNACK
  * [MQTT-3.2.0-1], a QoS 2 flow we never asked for, all become closeReason 'protocol: …'.
  * Programmer errors (a bad qos to subscribe, too many subscriptions) throw.
+ *
+ * COUNTERS since boot, as the device reports them: connects (CONNACKs accepted) and
+ * retransmits (window messages sent again after a reconnect, with DUP when the session was
+ * kept).
  *
  * COST of the live path: publish() QoS 1 is 3 JS calls (publish, encodePublish, head) plus
  * takeOutput(); a PUBACK through data() is 4 (data, push, next, next) plus the onAck handler.
  */
 import {
   CONNACK,
+  MqttConnect,
   MqttParser,
-  MqttSub,
-  MqttWill,
   PINGRESP,
   PUBACK,
   PUBLISH,
   Qos,
   SUBACK,
-  UNSUBACK,
+  assertArg,
   encodeConnect,
   encodeDisconnect,
   encodePingreq,
   encodePuback,
   encodePublish,
   encodeSubscribe,
+  subscription,
 } from '../wire/mqtt-codec.js';
 
+/** States. CONNECTING and UP, the two with a live connection, are the codes >= SESSION_CONNECTING. */
 export var SESSION_DOWN = 0;
-export var SESSION_CONNECTING = 1;
-export var SESSION_UP = 2;
 /** closeReason is set: the shell must drop the socket and call closed(). */
-export var SESSION_CLOSING = 3;
-export var SESSION_STATE_NAMES = ['down', 'connecting', 'up', 'closing'];
+export var SESSION_CLOSING = 1;
+export var SESSION_CONNECTING = 2;
+export var SESSION_UP = 3;
+export var SESSION_STATE_NAMES = ['down', 'closing', 'connecting', 'up'];
 
 /** publish() results that are not packet ids. */
 export var PUBLISH_FULL = -1;
@@ -97,16 +115,6 @@ export var CONNACK_TIMEOUT_MS_DEFAULT = 10000;
 /** Subscriptions restored after a lost session: the device has a handful (rpc/req). */
 export var SUBS_MAX = 8;
 
-/** CONNACK return codes, §3.2.2.3 Table 3.1. */
-export var CONNACK_RC_NAMES = [
-  'accepted',
-  'unacceptable protocol version',
-  'identifier rejected',
-  'server unavailable',
-  'bad user name or password',
-  'not authorized',
-];
-
 export interface SessionHandler {
   onUp(sessionPresent: boolean): void;
   onAck(id: number, tag: number): void;
@@ -117,18 +125,13 @@ export interface SessionHandler {
   onMessage(topic: string, payload: string, qos: number, retain: boolean, over: number): void;
 }
 
-export interface SessionOptions {
-  /** The device id [MQTT-3.1.3-3]. */
-  clientId: string;
-  /** 0 turns keepalive (and the watchdog) off. Default 60000. */
-  keepaliveMs?: number;
-  /** Default false: the broker keeps the session (subscriptions, queued QoS 1) across drops. */
-  clean?: boolean;
-  /** The `offline` status, retained, sent by the broker when we vanish. */
-  will?: MqttWill;
-  username?: string;
-  /** Byte String. */
-  password?: string;
+/**
+ * The CONNECT fields (../wire/mqtt-codec.ts MqttConnect: clientId, the device id
+ * [MQTT-3.1.3-3]; keepaliveMs, 0 turning keepalive and the watchdog off; clean, default false so
+ * the broker keeps the session (subscriptions, queued QoS 1) across drops; will, the `offline`
+ * status the broker sends when we vanish; username; password), and the session's limits.
+ */
+export interface SessionOptions extends MqttConnect {
   inflightMax?: number;
   packetBytesMax?: number;
   connackTimeoutMs?: number;
@@ -137,197 +140,180 @@ export interface SessionOptions {
 export class MqttSession {
   /** SESSION_* code. */
   state: number;
-  /** The last CONNACK's session present flag. */
-  sessionPresent: boolean;
-  /** Why the session wants the socket dropped ('' while it does not). */
+  /** Why the session wants the socket dropped ('' while it does not, and after closed()). */
   closeReason: string;
-  /** Return code of the last refused CONNACK (0: none). */
-  refusedRc: number;
-  /** True once a SUBACK granted every filter (false again after a failed one). */
-  subscribed: boolean;
-  /** Counters since boot. */
+  /** Counters since boot (see COUNTERS). */
   connects: number;
-  published: number;
-  acked: number;
   retransmits: number;
-  pings: number;
-  received: number;
-  strayAcks: number;
-  subFailures: number;
   _h: SessionHandler;
   _p: MqttParser;
   /** CONNECT bytes, built once. */
   _cp: string;
   _ka: number;
-  /** Watchdog: 1.5 keepalive. */
-  _wd: number;
+  /** CONNACK timeout. */
   _ct: number;
   _im: number;
-  /** Window, in publish order: packet ids, encoded packets, tags. */
+  /** Window, in publish order: the packet ids (searched with indexOf), and beside them, two
+   * entries per message, its encoded packet and its tag (never searched). */
   _wi: number[];
-  _wp: string[];
-  _wt: number[];
+  _wm: (string | number)[];
   /** The first _ws window entries have been sent at least once (the rest never). */
   _ws: number;
   /** Last packet id handed out. */
   _id: number;
-  /** Packet id of the SUBSCRIBE awaiting its SUBACK (0: none). */
-  _sid: number;
-  _subs: MqttSub[];
+  /** Packet id of the last SUBSCRIBE, until its SUBACK (then 0). Left as it is when the
+   * connection drops (its SUBACK never comes; publish() merely skips that id); undefined before
+   * the first SUBSCRIBE. */
+  _sid!: number;
+  /** The subscriptions as SUBSCRIBE payload entries (subscription() bytes), and how many. */
+  _subs: string;
+  _sn: number;
+  /** True once a SUBACK granted every filter; false again after a refused one, and when
+   * subscribe() adds a filter. */
+  _sok: boolean;
   _out: string;
-  /** Last time we queued a packet, last time a packet arrived, CONNACK deadline, latest now seen. */
-  _tx: number;
-  _rx: number;
-  _cd: number;
-  _now: number;
+  /** Last time we queued a packet, last time a packet arrived (from connected(): the CONNACK
+   * timeout runs from it), latest now seen; all set by connected(). */
+  _tx!: number;
+  _rx!: number;
+  _now!: number;
   /** A PINGREQ awaits its PINGRESP. */
-  _pg: boolean;
+  _pg!: boolean;
 
   constructor(o: SessionOptions, handler: SessionHandler) {
-    var ka = o.keepaliveMs === undefined ? 60000 : o.keepaliveMs;
+    var ka = o.keepaliveMs;
     var im = o.inflightMax || INFLIGHT_MAX_DEFAULT;
-    if (!(im >= 1 && im <= 65000)) throw new Error('mqtt-session: inflightMax must be 1..65000');
+    assertArg(im >= 1 && im <= 65000, 'inflightMax');
     this._h = handler;
     this._p = new MqttParser(o.packetBytesMax || PACKET_BYTES_MAX_DEFAULT);
-    this._cp = encodeConnect({
-      clientId: o.clientId,
-      keepaliveMs: ka,
-      clean: !!o.clean,
-      will: o.will,
-      username: o.username,
-      password: o.password,
-    });
+    this._cp = encodeConnect(o);
     this._ka = ka;
-    this._wd = ka + Math.floor(ka / 2);
     this._ct = o.connackTimeoutMs || CONNACK_TIMEOUT_MS_DEFAULT;
     this._im = im;
     this._wi = [];
-    this._wp = [];
-    this._wt = [];
-    this._ws = 0;
-    this._id = 0;
-    this._sid = 0;
-    this._subs = [];
-    this._out = '';
-    this._tx = this._rx = this._cd = this._now = 0;
-    this._pg = false;
-    this.state = SESSION_DOWN;
-    this.sessionPresent = this.subscribed = false;
-    this.closeReason = '';
-    this.refusedRc = 0;
-    this.connects = this.published = this.acked = this.retransmits = 0;
-    this.pings = this.received = this.strayAcks = this.subFailures = 0;
+    this._wm = [];
+    this._subs = this._out = this.closeReason = '';
+    this.state = this._ws = this._id = this._sn = this.connects = this.retransmits = 0;
+    this._sok = false;
   }
 
-  /** TCP is up: queue CONNECT and start the CONNACK timer. */
+  /**
+   * TCP is up: queue CONNECT and start the CONNACK timer. The parser is fresh: closed() reset it
+   * (BEFORE connecting again the previous socket was reported with closed()).
+   */
   connected(now: number): void {
-    this._p.reset();
     this.state = SESSION_CONNECTING;
-    this.closeReason = '';
-    this._sid = 0;
     this._pg = false;
     this._out = this._cp;
     this._now = this._tx = this._rx = now;
-    this._cd = now + this._ct;
   }
 
   /** Bytes from the socket. */
   data(bytes: string, now: number): void {
     var p = this._p;
-    var s = this.state;
+    var s: number;
     var t: number;
     var i: number;
+    var n: number;
     var tag: number;
-    if (s !== SESSION_CONNECTING && s !== SESSION_UP) return;
+    var pkt: string;
+    if (this.state < SESSION_CONNECTING) return;
     this._now = now;
     p.push(bytes);
     // The state is read again on every turn: a handler may have closed the session.
-    while ((s = this.state) === SESSION_CONNECTING || s === SESSION_UP) {
-      t = p.next();
-      if (t === 0) return;
-      if (t < 0) return this._close('protocol: ' + p.err);
+    while ((s = this.state) >= SESSION_CONNECTING && (t = p.next())) {
+      // A broken stream; or a packet not taken now: CONNACK first and only once [MQTT-3.2.0-1];
+      // no QoS 2 flow: we never subscribe at QoS 2 [MQTT-3.8.4-6], so a broker never sends a QoS
+      // 2 PUBLISH, nor PUBREC, PUBREL, PUBCOMP.
+      if (t < 0 || (s === SESSION_CONNECTING) !== (t === CONNACK) || (t === PUBLISH ? p.qos > 1 : t > PUBACK && t < SUBACK)) {
+        return this._close('protocol: ' + (t < 0 ? p.err : 'type ' + t + (t === PUBLISH && p.qos > 1 ? ' QoS 2' : '')));
+      }
       this._rx = now;
-      this.received++;
-      if (s === SESSION_CONNECTING && t !== CONNACK) return this._close('protocol: packet type ' + t + ' before CONNACK'); // [MQTT-3.2.0-1]
       if (t === PUBACK) {
-        // The hot path, inlined: find the id, forget the message, tell the owner.
+        // The hot path, inlined: find the id, forget the message, tell the owner. An ack for
+        // nothing we hold (a late duplicate, or left from before a reboot) is ignored.
         i = this._wi.indexOf(p.id);
-        if (i < 0) {
-          // An ack for nothing we hold: a late duplicate, or left from before a reboot.
-          this.strayAcks++;
-          continue;
+        if (i >= 0) {
+          this._wi.splice(i, 1);
+          tag = this._wm.splice(2 * i, 2)[1] as number;
+          if (i < this._ws) this._ws--;
+          this._h.onAck(p.id, tag);
         }
-        tag = this._wt[i];
-        this._wi.splice(i, 1);
-        this._wp.splice(i, 1);
-        this._wt.splice(i, 1);
-        if (i < this._ws) this._ws--;
-        this.acked++;
-        this._h.onAck(p.id, tag);
       } else if (t === PUBLISH) {
-        // We subscribe at QoS 0 or 1 only, so a broker never sends QoS 2 [MQTT-3.8.4-6].
-        if (p.qos > 1) return this._close('protocol: PUBLISH QoS 2 without a QoS 2 subscription');
         // [MQTT-4.3.2-2]: acknowledge QoS 1. The PUBACK leaves in this turn's write, after the
         // handler has run.
         if (p.qos) this._send(encodePuback(p.id));
         this._h.onMessage(p.topic, p.payload, p.qos, p.retain, p.over);
       } else if (t === PINGRESP) this._pg = false;
-      else if (t === CONNACK) {
-        if (s !== SESSION_CONNECTING) return this._close('protocol: second CONNACK');
-        this._connack(p.sp, p.rc);
-      } else if (t === SUBACK) {
+      else if (t === SUBACK) {
         if (p.id === this._sid) {
           this._sid = 0;
           // 0x80 is a refused filter, §3.9.3.
-          this.subscribed = p.codes.indexOf(String.fromCharCode(0x80)) < 0;
-          if (!this.subscribed) this.subFailures++;
+          this._sok = p.codes.indexOf('\x80') < 0;
         }
-      } else if (t !== UNSUBACK) {
-        // PUBREC, PUBREL, PUBCOMP: QoS 2 flows, and we never start or accept one.
-        return this._close('protocol: unexpected packet type ' + t);
+      } else if (t === CONNACK) {
+        if (p.rc) return this._close('refused: rc ' + p.rc);
+        // Accepted (§3.2.2.3). Subscriptions go first when the broker has none of ours, then the
+        // window: what was sent before goes again (with DUP when the session is kept), then what
+        // was published while down, for the first time.
+        this.state = SESSION_UP;
+        this.connects++;
+        if (this._sn && (!p.sp || !this._sok)) this._subscribe();
+        n = this._wi.length;
+        this.retransmits += this._ws;
+        for (i = 0; i < n; i++) {
+          pkt = this._wm[2 * i] as string;
+          // DUP is bit 3 of the first byte, only on a re-delivery the broker may have seen.
+          if (i < this._ws && p.sp) pkt = String.fromCharCode(pkt.charCodeAt(0) | 8) + pkt.substring(1);
+          this._send(pkt);
+        }
+        this._ws = n;
+        this._h.onUp(p.sp);
       }
+      // UNSUBACK: nothing to do (we never unsubscribe).
     }
   }
 
-  /** Timers: CONNACK timeout, keepalive PINGREQ, silent-broker watchdog. Call at deadline(). */
+  /**
+   * Timers: CONNACK timeout, keepalive PINGREQ, silent-broker watchdog. Call at deadline(). Called
+   * on time, a PINGREQ always goes before the watchdog can fire (its deadline is at most
+   * lastReceived + K); a late call pings first and the watchdog closes at the next call.
+   */
   tick(now: number): void {
-    var s = this.state;
+    var d = this.deadline();
     this._now = now;
-    if (s === SESSION_CONNECTING) {
-      if (now >= this._cd) this._close('timeout: no CONNACK within ' + this._ct + ' ms');
-      return;
-    }
-    if (s !== SESSION_UP || !this._ka) return;
-    if (now >= this._rx + this._wd) {
-      this._close('silent: nothing received for ' + (now - this._rx) + ' ms (keepalive ' + this._ka + ' ms)');
-    } else if (!this._pg && now >= (this._tx < this._rx ? this._tx : this._rx) + this._ka) {
+    if (d < 0 || now < d) return;
+    if (this.state === SESSION_CONNECTING) this._close('timeout: ' + this._ct + ' ms');
+    else if (this._pg) this._close('silent: ' + (now - this._rx) + ' ms');
+    else {
       this._pg = true;
-      this.pings++;
       this._send(encodePingreq());
     }
   }
 
-  /** When tick() has work; -1 when none. */
+  /**
+   * When tick() has work; -1 when none. Up with keepalive on, a PINGREQ is due at
+   * min(lastSent, lastReceived) + K; once one is out, the watchdog at lastReceived + 1.5 K.
+   */
   deadline(): number {
     var s = this.state;
-    if (s === SESSION_CONNECTING) return this._cd;
+    var tx = this._tx;
+    var rx = this._rx;
+    if (s === SESSION_CONNECTING) return rx + this._ct;
     if (s !== SESSION_UP || !this._ka) return -1;
-    return this._pg ? this._rx + this._wd : (this._tx < this._rx ? this._tx : this._rx) + this._ka;
+    // The watchdog: 1.5 K.
+    return this._pg ? rx + this._ka + (this._ka >> 1) : (tx < rx ? tx : rx) + this._ka;
   }
 
   /**
    * The socket is gone. Returns the reason: closeReason when the session asked for the close,
    * else 'closed: connection lost'. The window and the subscriptions are kept for the next
-   * connection; output not yet written is dropped.
+   * connection; output not yet written and input not yet parsed are dropped.
    */
   closed(now: number): string {
     var r = this.closeReason || 'closed: connection lost';
-    this._now = now;
     this.state = SESSION_DOWN;
-    this.closeReason = r;
-    this._out = '';
-    this._pg = false;
-    this._sid = 0;
+    this.closeReason = this._out = '';
     this._p.reset();
     return r;
   }
@@ -341,38 +327,38 @@ export class MqttSession {
   publish(topic: string, payload: string, qos: Qos, retain: boolean, tag: number): number {
     var up = this.state === SESSION_UP;
     var w = this._wi;
-    var id: number;
+    var id = 0;
     var pkt: string;
-    if (!qos) {
-      if (!up) return PUBLISH_DOWN;
-      this._send(encodePublish(topic, payload, 0, retain, false, 0));
-      this.published++;
-      return 0;
-    }
-    if (w.length >= this._im) return PUBLISH_FULL;
-    // Next free packet id, inlined (the hot path): 1..65535, skipping ids still in use.
-    id = this._id;
-    do id = id < 65535 ? id + 1 : 1;
-    while (w.indexOf(id) >= 0 || id === this._sid);
-    this._id = id;
+    if (qos) {
+      if (w.length >= this._im) return PUBLISH_FULL;
+      // Next free packet id, inlined (the hot path): 1..65535, skipping ids still in use.
+      id = this._id;
+      do id = id < 65535 ? id + 1 : 1;
+      while (w.indexOf(id) >= 0 || id === this._sid);
+      this._id = id;
+    } else if (!up) return PUBLISH_DOWN;
     pkt = encodePublish(topic, payload, qos, retain, false, id);
-    w.push(id);
-    this._wp.push(pkt);
-    this._wt.push(tag);
+    if (qos) {
+      w.push(id);
+      this._wm.push(pkt, tag);
+      if (up) this._ws = w.length;
+    }
     if (up) {
-      this._ws = w.length;
       this._out += pkt;
       this._tx = this._now;
-      this.published++;
     }
     return id;
   }
 
   /** Adds a subscription (kept for the life of the session object) and sends it when up. */
   subscribe(topic: string, qos: Qos): void {
-    if (!(qos === 0 || qos === 1)) throw new Error('mqtt-session: subscriptions are QoS 0 or 1');
-    if (this._subs.length >= SUBS_MAX) throw new Error('mqtt-session: more than ' + SUBS_MAX + ' subscriptions');
-    this._subs.push({ topic: topic, qos: qos });
+    assertArg(qos < 2, 'QoS 2 subscription');
+    assertArg(this._sn < SUBS_MAX, 'SUBS_MAX');
+    this._subs += subscription(topic, qos);
+    this._sn++;
+    // Not all granted until a SUBACK says so: a drop before it re-subscribes even when the
+    // broker kept the session.
+    this._sok = false;
     if (this.state === SESSION_UP) this._subscribe();
   }
 
@@ -391,27 +377,9 @@ export class MqttSession {
     return o;
   }
 
-  /** QoS 1 messages in flight. */
-  inflight(): number {
-    return this._wi.length;
-  }
-
   /** True when a QoS 1 publish would go out now. */
   canPublish(): boolean {
     return this.state === SESSION_UP && this._wi.length < this._im;
-  }
-
-  /**
-   * Forgets the window and returns the tags it held, oldest first: for an owner that hands
-   * the messages back to its outbox instead of letting the session re-send them.
-   */
-  dropWindow(): number[] {
-    var tags = this._wt;
-    this._wi = [];
-    this._wp = [];
-    this._wt = [];
-    this._ws = 0;
-    return tags;
   }
 
   _send(pkt: string): void {
@@ -425,33 +393,6 @@ export class MqttSession {
     this._out = '';
   }
 
-  _connack(sp: boolean, rc: number): void {
-    var n = this._wi.length;
-    var i: number;
-    var pkt: string;
-    if (rc) {
-      this.refusedRc = rc;
-      return this._close('refused: ' + (CONNACK_RC_NAMES[rc] || 'return code ' + rc) + ' (' + rc + ')');
-    }
-    this.state = SESSION_UP;
-    this.sessionPresent = sp;
-    this.connects++;
-    if (this._subs.length && (!sp || !this.subscribed)) this._subscribe();
-    for (i = 0; i < n; i++) {
-      pkt = this._wp[i];
-      if (i < this._ws) {
-        this.retransmits++;
-        // DUP is bit 3 of the first byte, only on a re-delivery the broker may have seen.
-        if (sp) pkt = String.fromCharCode(pkt.charCodeAt(0) | 8) + pkt.substring(1);
-      } else {
-        this.published++;
-      }
-      this._send(pkt);
-    }
-    this._ws = n;
-    this._h.onUp(sp);
-  }
-
   _subscribe(): void {
     var id = this._id;
     do id = id < 65535 ? id + 1 : 1;
@@ -459,5 +400,4 @@ export class MqttSession {
     this._id = this._sid = id;
     this._send(encodeSubscribe(id, this._subs));
   }
-
 }

@@ -34,8 +34,9 @@ const NAMES = ['', 'connect', 'connack', 'publish', 'puback', 'pubrec', 'pubrel'
 export interface Parsed {
   packets: Record<string, unknown>[];
   err: string;
+  /** Bytes held after the last drain (the parser's held.length). */
   pending: number;
-  /** The largest pending() seen after a drain. */
+  /** The largest held.length seen after a drain. */
   pendingMax: number;
 }
 
@@ -74,10 +75,10 @@ export function parseOurs(codec: Codec, chunks: string[], packetBytesMax = 1 << 
   for (const c of chunks) {
     p.push(c);
     while ((t = p.next()) > 0) packets.push(snapshot(p, t));
-    pendingMax = Math.max(pendingMax, p.pending());
+    pendingMax = Math.max(pendingMax, p.held.length);
     if (t < 0) break;
   }
-  return { packets, err: p.err, pending: p.pending(), pendingMax };
+  return { packets, err: p.err, pending: p.held.length, pendingMax };
 }
 
 /** mqtt-packet's parser (protocol 3.1.1) over bytes: packets and errors. */

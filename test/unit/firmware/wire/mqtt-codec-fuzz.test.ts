@@ -50,9 +50,9 @@ function feed(codec: Codec, bytes: string, sizes: number[], max: number): Fed {
     } else if (failed || p.err) {
       throw new Error('left the failed state');
     }
-    if (p.pending() >= max + 5) throw new Error(`pending ${p.pending()} >= packetBytesMax + 5 (${max + 5})`);
+    if (p.held.length >= max + 5) throw new Error(`holding ${p.held.length} >= packetBytesMax + 5 (${max + 5})`);
   }
-  if (failed && p.pending() !== 0) throw new Error('failed but still holding bytes');
+  if (failed && p.held !== '') throw new Error('failed but still holding bytes');
   return { packets, failed };
 }
 
