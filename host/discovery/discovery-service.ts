@@ -8,8 +8,13 @@
  * unicast address) with SO_REUSEADDR, so several companions on one machine all hear beacons.
  */
 import * as dgram from 'node:dgram';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import { BeaconWindow, beaconFromBody, buildOffer, DATAGRAM_BYTES_MAX, verifyBeacon, type Beacon, type Mac } from '../../firmware/wire/beacon.js';
+import { DatagramRing } from './datagram-ring.js';
 import { DatagramVerifier } from './datagram-verifier.js';
+import type { Verdict, VerdictBatch, VerifyWorkerData } from './verify-worker.js';
 
 export interface OfferTarget {
   /** The companion that will own the device (its node id). */
@@ -28,6 +33,14 @@ export interface DiscoveryOptions {
    * (./datagram-verifier.ts) instead of through mac. Same verdicts; absent, mac does it all.
    */
   fleetKey?: string;
+  /**
+   * With fleetKey: check seals and fields on a worker thread (./verify-worker.ts), so a flood
+   * costs this thread one copy per datagram (default true). Where the compiled worker script is
+   * absent (code run from its TypeScript source) the listener checks inline and says so in the log.
+   */
+  verifyInWorker?: boolean;
+  /** Datagrams between the socket and the verifier thread (default 4096, 2 MiB). */
+  ringSlots?: number;
   /** Where a device should go; null to stay silent (this companion does not answer for it). */
   offerFor(b: Beacon, from: { address: string; port: number }): OfferTarget | null;
   /** Called for every fresh authenticated beacon, BEFORE the offer is sent. */
@@ -55,6 +68,8 @@ export interface DiscoveryOptions {
 
 /** One log line per reason per this many ms, so a flood cannot flood the log. */
 const LOG_EVERY_MS = 10_000;
+/** The verifier thread must be up within this, or the listener checks inline. */
+const WORKER_READY_MS = 10_000;
 
 export class DiscoveryService {
   readonly counters = { datagrams: 0, beacons: 0, offers: 0, offersPaced: 0, dropped: {} as Record<string, number> };
@@ -65,6 +80,11 @@ export class DiscoveryService {
   /** When each device was last sent an offer; bounded like the replay window. */
   private readonly offeredAt = new Map<string, number>();
   private readonly verifier: DatagramVerifier | null;
+  /** The verifier thread and its ring, while they run. */
+  private worker: Worker | null = null;
+  private ring: DatagramRing | null = null;
+  /** Where each datagram in the ring came from, by slot. */
+  private rinfos: ({ address: string; port: number } | undefined)[] = [];
 
   constructor(private readonly o: DiscoveryOptions) {
     this.verifier = o.fleetKey ? new DatagramVerifier(o.fleetKey) : null;
@@ -73,9 +93,10 @@ export class DiscoveryService {
   }
 
   async start(): Promise<void> {
+    if (this.o.fleetKey && this.o.verifyInWorker !== false) await this.startWorker(this.o.fleetKey);
     const sock = dgram.createSocket({ type: 'udp4', reuseAddr: true });
     this.sock = sock;
-    sock.on('message', (msg, rinfo) => this.onDatagram(msg, rinfo));
+    sock.on('message', (msg, rinfo) => (this.ring ? this.enqueue(msg, rinfo) : this.onDatagram(msg, rinfo)));
     sock.on('error', (e) => this.log('discovery socket error', { error: e.message }));
     await new Promise<void>((resolve, reject) => {
       sock.once('error', reject);
@@ -94,6 +115,111 @@ export class DiscoveryService {
     const s = this.sock;
     this.sock = null;
     if (s) await new Promise<void>((r) => s.close(() => r()));
+    const w = this.worker;
+    const ring = this.ring;
+    this.worker = null;
+    this.ring = null;
+    if (w && ring) {
+      const exited = new Promise<void>((r) => w.once('exit', () => r()));
+      ring.stop();
+      const timer = setTimeout(() => void w.terminate(), 1000);
+      await exited;
+      clearTimeout(timer);
+    }
+  }
+
+  /** Whether seals are checked on the verifier thread (false: inline). */
+  verifiesInWorker(): boolean {
+    return this.worker !== null;
+  }
+
+  private async startWorker(fleetKey: string): Promise<void> {
+    const script = new URL('./verify-worker.js', import.meta.url);
+    if (!existsSync(fileURLToPath(script))) {
+      this.log('discovery checks datagrams inline: no compiled verifier thread script', { script: fileURLToPath(script) });
+      return;
+    }
+    const ring = new DatagramRing(this.o.ringSlots ?? 4096);
+    const data: VerifyWorkerData & { espfleetVerifier: true } = { sab: ring.sab, fleetKey, espfleetVerifier: true };
+    const w = new Worker(script, { workerData: data });
+    const ready = await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), WORKER_READY_MS);
+      w.once('message', (m) => {
+        clearTimeout(timer);
+        resolve(m === 'ready');
+      });
+      w.once('error', (e) => {
+        clearTimeout(timer);
+        this.log('discovery verifier thread failed to start', { error: String(e) });
+        resolve(false);
+      });
+    });
+    if (!ready) {
+      await w.terminate();
+      this.log('discovery checks datagrams inline: the verifier thread did not start');
+      return;
+    }
+    this.rinfos = new Array(ring.slots);
+    w.on('message', (batch: VerdictBatch) => this.onVerdicts(batch));
+    // A thread that dies takes the datagrams in the ring with it: they are counted as lost, and
+    // the listener goes on checking inline.
+    const down = (why: string) => {
+      if (this.worker !== w) return;
+      this.worker = null;
+      const lost = this.ring ? this.ring.inFlight() : 0;
+      this.ring = null;
+      if (lost > 0) this.counters.dropped.lost = (this.counters.dropped.lost ?? 0) + lost;
+      this.log('discovery verifier thread ended; checking inline', { why, lost });
+    };
+    w.on('error', (e) => down(String(e)));
+    w.on('exit', (code) => down('exit ' + code));
+    this.worker = w;
+    this.ring = ring;
+  }
+
+  /** The socket's path with the verifier thread: bounds, then one copy into the ring. */
+  private enqueue(msg: Buffer, rinfo: { address: string; port: number }): void {
+    this.counters.datagrams++;
+    if (msg.length > DATAGRAM_BYTES_MAX) {
+      this.drop('oversize', rinfo);
+      return;
+    }
+    const ring = this.ring!;
+    const i = ring.put(msg);
+    // Full: the thread is behind by a whole ring. Dropping here is what the socket's buffer
+    // would do a moment later, but counted, and without delaying anyone else.
+    if (i < 0) {
+      this.drop('overload', rinfo);
+      return;
+    }
+    this.rinfos[ring.slotOf(i)] = rinfo;
+    // One wake per event-loop turn: the socket hands over every datagram it holds in one turn.
+    if (!this.wakeQueued) {
+      this.wakeQueued = true;
+      setImmediate(this.wakeRing);
+    }
+  }
+
+  private wakeQueued = false;
+  private readonly wakeRing = (): void => {
+    this.wakeQueued = false;
+    this.ring?.wake();
+  };
+
+  /** Verdicts from the thread, in arrival order: the rest of onDatagram for each. */
+  private onVerdicts(batch: VerdictBatch): void {
+    const ring = this.ring;
+    if (!ring) return;
+    const first = batch[0];
+    for (let k = 1; k < batch.length; k++) {
+      const slot = ring.slotOf((first + k - 1) | 0);
+      const rinfo = this.rinfos[slot] ?? { address: '0.0.0.0', port: 0 };
+      this.rinfos[slot] = undefined;
+      const v = batch[k] as Verdict;
+      if (typeof v === 'string') this.drop(v, rinfo);
+      else this.accept(v, rinfo);
+    }
+    ring.release((first + batch.length - 1) | 0);
   }
 
   /** Handles one datagram; exposed for tests and benchmarks (no socket needed). Returns the drop reason or null. */
@@ -110,7 +236,11 @@ export class DiscoveryService {
       v = verifyBeacon(msg.toString('latin1'), this.o.mac);
     }
     if (!v.ok) return this.drop(v.reason, rinfo);
-    const b = v.msg;
+    return this.accept(v.msg, rinfo);
+  }
+
+  /** An authentic, well-formed beacon: replay window, registry, offer. */
+  private accept(b: Beacon, rinfo: { address: string; port: number }): string | null {
     const now = this.now();
     const fresh = this.window.check(b, now);
     if (fresh !== null) return this.drop(fresh, rinfo);

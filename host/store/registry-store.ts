@@ -78,8 +78,6 @@ export type UpsertResult =
       created: boolean;
       /** The beacon seq or uptime went backwards: the device restarted since its last beacon. */
       rebooted: boolean;
-      /** A copy of the record after the update (made when read). */
-      readonly device: DeviceRecord;
       change: StateChange | null;
     }
   | { ok: false; reason: string };
@@ -251,17 +249,9 @@ export class RegistryStore {
     else if (d.state !== 'up') change = this._change(d, 'up', 'beacon', nowMs);
     this._byId.set(d.id, d);
     this._touch(d.id);
-    // The copy is made only if the caller reads it: the listener's hot path does not, and a
-    // device's health report makes a copy cost a structuredClone.
-    return {
-      ok: true,
-      created: !prev,
-      rebooted,
-      change,
-      get device() {
-        return copy(d);
-      },
-    };
+    // No copy of the record here: this is the listener's hot path (a device with a health report
+    // would make it a structuredClone per beacon); get(id) gives one to whoever needs it.
+    return { ok: true, created: !prev, rebooted, change };
   }
 
   /**
