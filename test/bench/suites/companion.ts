@@ -27,7 +27,7 @@
  */
 import * as dgram from 'node:dgram';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { EmbeddedBus } from '../../../host/bus/embedded-broker.js';
@@ -56,7 +56,8 @@ const INGEST_RUN_TIME_MS = 10_000;
 const BEACON_DEVICES = 500;
 /** Beacons per device per run: 150,000 datagrams (about 35 MB pre-built), about a second of sending. */
 const BEACONS_PER_DEVICE = 300;
-const BEACON_RUNS = 3;
+/** Rounds of (raw, default mode, other mode): the machine's load drifts, so the median of five. */
+const BEACON_RUNS = 5;
 const BEACON_SEND_TIME_MS = 5_000;
 /** The receiver is done when no datagram came for this long after the sender finished. */
 const IDLE_MS = 150;
@@ -77,10 +78,14 @@ function benchLogger(): Logger & { lines: string[] } {
   return Object.assign(log, { lines });
 }
 
-async function withCompanion<T>(fleetKey: string, fn: (c: Companion, log: { lines: string[] }) => Promise<T>): Promise<T> {
+async function withCompanion<T>(
+  fleetKey: string,
+  fn: (c: Companion, log: { lines: string[] }) => Promise<T>,
+  extra: { discoveryThread?: boolean } = {},
+): Promise<T> {
   const dir = mkdtempSync(join(tmpdir(), 'espfleet-bench-companion-'));
   const log = benchLogger();
-  const c = new Companion({ nodeId: 'bench', dataDir: dir, fleetKey, bind: '127.0.0.1', mqttPort: 0, discoveryPort: 0, log });
+  const c = new Companion({ nodeId: 'bench', dataDir: dir, fleetKey, bind: '127.0.0.1', mqttPort: 0, discoveryPort: 0, log, ...extra });
   try {
     await c.start();
     return await fn(c, log);
@@ -229,6 +234,8 @@ interface ReceiveRun {
   handled: number;
   /** From the first to the last datagram the receiver handled. */
   ms: number;
+  /** The receiving thread's busy (non-idle) time in that window. */
+  busyMs: number;
 }
 
 /** Waits until the sender is done and the receiver has been idle for IDLE_MS (bounded). */
@@ -245,32 +252,42 @@ async function rawReceive(sender: BeaconSender): Promise<ReceiveRun> {
   let n = 0;
   let first = 0;
   let last = 0;
+  let elu0: ReturnType<typeof performance.eventLoopUtilization> | null = null;
+  let eluLast: ReturnType<typeof performance.eventLoopUtilization> | null = null;
   sock.on('message', () => {
     last = performance.now();
-    if (n++ === 0) first = last;
+    if (n++ === 0) {
+      first = last;
+      elu0 = performance.eventLoopUtilization();
+    }
   });
+  // The thread's busy share up to the last 5 ms tick that saw a new datagram.
+  let seen = 0;
+  const tick = setInterval(() => {
+    if (elu0 !== null && last !== seen) {
+      seen = last;
+      eluLast = performance.eventLoopUtilization(elu0);
+    }
+  }, 5);
   await new Promise<void>((r) => sock.bind(0, '0.0.0.0', () => r()));
   try {
     const s = await settle(sender.send(sock.address().port, BEACON_SEND_TIME_MS), () => last);
-    return { sender: s, received: n, handled: n, ms: last - first };
+    const busy = eluLast ? (eluLast as { active: number }).active : NaN;
+    return { sender: s, received: n, handled: n, ms: last - first, busyMs: busy };
   } finally {
+    clearInterval(tick);
     await new Promise<void>((r) => sock.close(() => r()));
   }
 }
 
 interface ValidatedRun extends ReceiveRun {
   rejected: Record<string, number>;
-  /** Time the listener's thread spent on datagrams: the copy into the verifier thread's ring and
-   * the verdicts back (window, registry, offer); or the whole check where it runs inline. */
-  handlerMs: number;
-  /** The listener thread's event-loop utilisation from the first to the last accepted beacon. */
-  elu: number;
 }
 
 /**
- * The companion's own discovery listener. Accepted beacons are counted from its counters (a 2 ms
- * poll: first and last change); the listener thread's work per datagram is timed by wrapping its
- * entry points on the instance (the socket and the verifier thread call them through `this`).
+ * The companion's own discovery listener, untouched: accepted beacons are counted from its
+ * counters by a 2 ms poll (first and last change), and the thread's busy time comes from its
+ * event-loop utilisation over the same window, so nothing is added per datagram.
  */
 async function validatedReceive(c: Companion, sender: BeaconSender): Promise<ValidatedRun> {
   const d = c.discovery;
@@ -278,22 +295,8 @@ async function validatedReceive(c: Companion, sender: BeaconSender): Promise<Val
   let first = 0;
   let last = 0;
   let seen = before.beacons;
-  let handlerMs = 0;
   let elu0: ReturnType<typeof performance.eventLoopUtilization> | null = null;
-  let elu = NaN;
-  const inst = d as unknown as Record<string, (...args: unknown[]) => unknown>;
-  const wrapped = ['enqueue', 'onVerdicts', 'onDatagram'];
-  for (const name of wrapped) {
-    const orig = inst[name];
-    inst[name] = function (this: unknown, ...args: unknown[]) {
-      const t = performance.now();
-      try {
-        return orig.apply(this, args);
-      } finally {
-        handlerMs += performance.now() - t;
-      }
-    };
-  }
+  let busyMs = NaN;
   const poll = setInterval(() => {
     const n = d.counters.beacons;
     if (n === seen) return;
@@ -304,7 +307,7 @@ async function validatedReceive(c: Companion, sender: BeaconSender): Promise<Val
     }
     seen = n;
     last = t;
-    elu = performance.eventLoopUtilization(elu0!).utilization;
+    busyMs = performance.eventLoopUtilization(elu0!).active;
   }, 2);
   try {
     const s = await settle(sender.send(d.port(), BEACON_SEND_TIME_MS), () => (last === 0 ? performance.now() : last));
@@ -315,44 +318,50 @@ async function validatedReceive(c: Companion, sender: BeaconSender): Promise<Val
       received: d.counters.datagrams - before.datagrams,
       handled: d.counters.beacons - before.beacons,
       ms: last - first,
+      busyMs,
       rejected,
-      handlerMs,
-      elu,
     };
   } finally {
     clearInterval(poll);
-    for (const name of wrapped) delete inst[name];
   }
 }
 
 async function benchBeacons(rows: BenchRow[], goals: BenchGoal[]): Promise<void> {
   const fleetKey = newFleetKey();
+  // The companion as configured by default (the goal), and beside it one with the other
+  // discovery mode (verifier thread or inline, see DiscoveryOptions.verifyInWorker), for rows.
   await withCompanion(fleetKey, async (c) => {
+    const otherMode = !c.discovery.verifiesInWorker();
+    await withCompanion(fleetKey, (other) => beaconRuns(fleetKey, c, other, rows, goals), { discoveryThread: otherMode });
+  });
+}
+
+async function beaconRuns(fleetKey: string, c: Companion, other: Companion, rows: BenchRow[], goals: BenchGoal[]): Promise<void> {
+  {
     const raws: ReceiveRun[] = [];
     const vals: ValidatedRun[] = [];
+    const others: ValidatedRun[] = [];
     const registryFlush = timeCalls(c.registry, 'flush');
     let bytes = 0;
     let buildMs = 0;
-    // One set per pair of runs; the pair's order alternates so a change in the machine's load
-    // hits both kinds alike. Each set continues the seqs of the previous one, so every beacon
-    // the listener gets is fresh to it.
+    // One set per round of runs; the order rotates so a change in the machine's load hits every
+    // kind alike. Each set continues the seqs of the previous one, so every beacon a listener
+    // gets is fresh to it (each companion has its own window).
     for (let i = 0; i < BEACON_RUNS; i++) {
       const sender = await BeaconSender.start({ fleetKey, prefix: 'bcn-', devices: BEACON_DEVICES, perDevice: BEACONS_PER_DEVICE, seqBase: i * BEACONS_PER_DEVICE });
       try {
         bytes = sender.bytes;
         buildMs += sender.buildMs;
-        if (i % 2 === 0) {
-          raws.push(await rawReceive(sender));
-          vals.push(await validatedReceive(c, sender));
-        } else {
-          vals.push(await validatedReceive(c, sender));
-          raws.push(await rawReceive(sender));
-        }
+        const steps = [
+          async () => raws.push(await rawReceive(sender)),
+          async () => vals.push(await validatedReceive(c, sender)),
+          async () => others.push(await validatedReceive(other, sender)),
+        ];
+        for (let k = 0; k < steps.length; k++) await steps[(i + k) % steps.length]();
       } finally {
         await sender.close();
       }
     }
-    registryFlush.restore();
     const rate = (x: ReceiveRun) => x.handled / (x.ms / 1000);
     const rawRate = median(raws.map(rate));
     const valRate = median(vals.map(rate));
@@ -360,10 +369,10 @@ async function benchBeacons(rows: BenchRow[], goals: BenchGoal[]): Promise<void>
     const sum = <T extends ReceiveRun>(xs: T[], f: (x: T) => number) => xs.reduce((n, x) => n + f(x), 0);
     const rejected: Record<string, number> = {};
     for (const v of vals) for (const [k, n] of Object.entries(v.rejected)) rejected[k] = (rejected[k] ?? 0) + n;
-    const received = sum(vals, (x) => x.received);
-    const handlerUs = (1000 * sum(vals, (x) => x.handlerMs)) / Math.max(1, received);
+    // The receiving thread's busy time per datagram it got: receive alone (raw), receive + check.
+    const busyUs = (xs: ReceiveRun[]) => (1000 * sum(xs, (x) => x.busyMs)) / Math.max(1, sum(xs, (x) => x.received));
+    const verifyWhere = c.discovery.verifiesInWorker() ? 'ring copy + verdicts; seal and JSON on the verifier thread' : 'inline: receive, seal, JSON, window, registry, offer';
     const windowMs = sum(vals, (x) => x.ms);
-    const verifyWhere = c.discovery.verifiesInWorker() ? 'ring copy + verdicts; seal and JSON on the verifier thread' : 'inline: seal, JSON, window, registry, offer';
     const shape = `${BEACON_DEVICES} devices, ${BEACON_DEVICES * BEACONS_PER_DEVICE} datagrams of ${bytes} B per run, median of ${BEACON_RUNS}`;
     rows.push(
       { name: `beacons validated by the discovery listener (MAC, window, registry, offer), ${shape}`, value: round(valRate, 0), unit: 'datagrams/s' },
@@ -377,17 +386,31 @@ async function benchBeacons(rows: BenchRow[], goals: BenchGoal[]): Promise<void>
         unit: 'datagrams',
       },
       { name: 'listener: offers that reached the sender (all runs; the sender is busy, so many are lost)', value: sum(vals, (x) => x.sender.offers), unit: 'datagrams' },
-      { name: `listener: its thread's time per datagram (${verifyWhere})`, value: round(handlerUs, 2), unit: 'us' },
-      { name: "listener: share of the receiving window its thread spent on datagrams", value: round((100 * sum(vals, (x) => x.handlerMs)) / windowMs, 1), unit: '%' },
+      { name: 'raw socket: receiving thread busy per datagram (receive only)', value: round(busyUs(raws), 2), unit: 'us' },
+      { name: `listener: receiving thread busy per datagram (${verifyWhere})`, value: round(busyUs(vals), 2), unit: 'us' },
       { name: 'listener: registry write-behind flushes (one SQLite transaction each)', value: registryFlush.calls, unit: 'flushes' },
       { name: 'listener: registry flush time, mean', value: round(registryFlush.ms / Math.max(1, registryFlush.calls), 3), unit: 'ms' },
       { name: 'listener: share of the receiving window spent in registry flushes', value: round((100 * registryFlush.ms) / windowMs, 1), unit: '%' },
       { name: 'listener: datagrams per registry flush, mean', value: round(sum(vals, (x) => x.handled) / Math.max(1, registryFlush.calls), 1), unit: 'datagrams' },
-      { name: 'listener: receiving thread event-loop utilisation, median', value: round(100 * median(vals.map((x) => x.elu)), 1), unit: '%' },
+      { name: 'listener: receiving thread event-loop utilisation, median', value: round(100 * median(vals.map((x) => x.busyMs / x.ms)), 1), unit: '%' },
+      { name: 'raw socket: receiving thread event-loop utilisation, median', value: round(100 * median(raws.map((x) => x.busyMs / x.ms)), 1), unit: '%' },
       { name: 'beacon set build time per run (worker, before sending)', value: round(buildMs / BEACON_RUNS, 0), unit: 'ms' },
     );
+    const otherRate = median(others.map(rate));
+    // The rounds one by one (each sends one set to all three receivers): how far the load moved.
+    for (let k = 0; k < vals.length; k++) {
+      rows.push({ name: `round ${k + 1}: validated / raw UDP receive`, value: round(rate(vals[k]) / rate(raws[k]), 3), unit: 'x' });
+    }
+    const otherBusyUs = busyUs(others);
+    const otherName = other.discovery.verifiesInWorker() ? 'with the verifier thread' : 'inline';
+    rows.push(
+      { name: `other mode, ${otherName}: beacons validated (same runs, same sets)`, value: round(otherRate, 0), unit: 'datagrams/s' },
+      { name: `other mode, ${otherName}: ratio to raw UDP receive`, value: round(otherRate / rawRate, 3), unit: 'x' },
+      { name: `other mode, ${otherName}: receiving thread busy per datagram`, value: round(otherBusyUs, 2), unit: 'us' },
+      { name: 'cores (os.availableParallelism; the default mode uses the verifier thread on more than 2)', value: availableParallelism(), unit: 'cores' },
+    );
     goals.push(goalHigher('beacon validation vs raw UDP receive', round(valRate, 0), round(rawRate, 0), 'raw UDP receive (dgram socket)', 0.5));
-  });
+  }
 }
 
 async function benchRpc(rows: BenchRow[]): Promise<void> {
