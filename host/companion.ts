@@ -48,8 +48,6 @@ export interface CompanionOptions {
   version?: string;
   /** Replaces the offer target (the cluster decides owners). */
   offerFor?: (b: Beacon) => OfferTarget | null;
-  /** Check discovery datagrams on a thread of their own (default: on machines of more than 2 cores; see DiscoveryOptions.verifyInWorker). */
-  discoveryThread?: boolean;
   /** Called after a reading is stored and BEFORE its PUBACK (replication hooks in here). */
   afterStore?: (rec: TelemetryRecord) => Promise<void>;
   cluster?: () => ClusterView;
@@ -123,7 +121,6 @@ export class Companion implements CompanionApi {
       port: this.o.discoveryPort,
       mac: nodeMac(this.o.fleetKey),
       fleetKey: this.o.fleetKey,
-      verifyInWorker: this.o.discoveryThread,
       // A device with a session here needs no offer: it is where it should be.
       offerFor: (b) => (this.o.offerFor ? this.o.offerFor(b) : this.online.has(b.id) ? null : this.selfOffer()),
       onBeacon: (b, from) => this.onBeacon(b, from),

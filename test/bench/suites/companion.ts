@@ -27,7 +27,7 @@
  */
 import * as dgram from 'node:dgram';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { availableParallelism, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { EmbeddedBus } from '../../../host/bus/embedded-broker.js';
@@ -56,7 +56,7 @@ const INGEST_RUN_TIME_MS = 10_000;
 const BEACON_DEVICES = 500;
 /** Beacons per device per run: 150,000 datagrams (about 35 MB pre-built), about a second of sending. */
 const BEACONS_PER_DEVICE = 300;
-/** Rounds of (raw, default mode, other mode): the machine's load drifts, so the median of five. */
+/** Rounds of (raw, listener): the machine's load drifts, so the median of five. */
 const BEACON_RUNS = 5;
 const BEACON_SEND_TIME_MS = 5_000;
 /** The receiver is done when no datagram came for this long after the sender finished. */
@@ -78,14 +78,10 @@ function benchLogger(): Logger & { lines: string[] } {
   return Object.assign(log, { lines });
 }
 
-async function withCompanion<T>(
-  fleetKey: string,
-  fn: (c: Companion, log: { lines: string[] }) => Promise<T>,
-  extra: { discoveryThread?: boolean } = {},
-): Promise<T> {
+async function withCompanion<T>(fleetKey: string, fn: (c: Companion, log: { lines: string[] }) => Promise<T>): Promise<T> {
   const dir = mkdtempSync(join(tmpdir(), 'espfleet-bench-companion-'));
   const log = benchLogger();
-  const c = new Companion({ nodeId: 'bench', dataDir: dir, fleetKey, bind: '127.0.0.1', mqttPort: 0, discoveryPort: 0, log, ...extra });
+  const c = new Companion({ nodeId: 'bench', dataDir: dir, fleetKey, bind: '127.0.0.1', mqttPort: 0, discoveryPort: 0, log });
   try {
     await c.start();
     return await fn(c, log);
@@ -328,40 +324,36 @@ async function validatedReceive(c: Companion, sender: BeaconSender): Promise<Val
 
 async function benchBeacons(rows: BenchRow[], goals: BenchGoal[]): Promise<void> {
   const fleetKey = newFleetKey();
-  // The companion as configured by default (the goal), and beside it one with the other
-  // discovery mode (verifier thread or inline, see DiscoveryOptions.verifyInWorker), for rows.
-  await withCompanion(fleetKey, async (c) => {
-    const otherMode = !c.discovery.verifiesInWorker();
-    await withCompanion(fleetKey, (other) => beaconRuns(fleetKey, c, other, rows, goals), { discoveryThread: otherMode });
-  });
+  await withCompanion(fleetKey, (c) => beaconRuns(fleetKey, c, rows, goals));
 }
 
-async function beaconRuns(fleetKey: string, c: Companion, other: Companion, rows: BenchRow[], goals: BenchGoal[]): Promise<void> {
+async function beaconRuns(fleetKey: string, c: Companion, rows: BenchRow[], goals: BenchGoal[]): Promise<void> {
   {
     const raws: ReceiveRun[] = [];
     const vals: ValidatedRun[] = [];
-    const others: ValidatedRun[] = [];
     const registryFlush = timeCalls(c.registry, 'flush');
     let bytes = 0;
     let buildMs = 0;
-    // One set per round of runs; the order rotates so a change in the machine's load hits every
-    // kind alike. Each set continues the seqs of the previous one, so every beacon a listener
-    // gets is fresh to it (each companion has its own window).
+    // One set per round; the order alternates so a change in the machine's load hits both kinds
+    // alike. Each set continues the seqs of the previous one, so every beacon the listener gets
+    // is fresh to it.
     for (let i = 0; i < BEACON_RUNS; i++) {
       const sender = await BeaconSender.start({ fleetKey, prefix: 'bcn-', devices: BEACON_DEVICES, perDevice: BEACONS_PER_DEVICE, seqBase: i * BEACONS_PER_DEVICE });
       try {
         bytes = sender.bytes;
         buildMs += sender.buildMs;
-        const steps = [
-          async () => raws.push(await rawReceive(sender)),
-          async () => vals.push(await validatedReceive(c, sender)),
-          async () => others.push(await validatedReceive(other, sender)),
-        ];
-        for (let k = 0; k < steps.length; k++) await steps[(i + k) % steps.length]();
+        if (i % 2 === 0) {
+          raws.push(await rawReceive(sender));
+          vals.push(await validatedReceive(c, sender));
+        } else {
+          vals.push(await validatedReceive(c, sender));
+          raws.push(await rawReceive(sender));
+        }
       } finally {
         await sender.close();
       }
     }
+    registryFlush.restore();
     const rate = (x: ReceiveRun) => x.handled / (x.ms / 1000);
     const rawRate = median(raws.map(rate));
     const valRate = median(vals.map(rate));
@@ -371,7 +363,6 @@ async function beaconRuns(fleetKey: string, c: Companion, other: Companion, rows
     for (const v of vals) for (const [k, n] of Object.entries(v.rejected)) rejected[k] = (rejected[k] ?? 0) + n;
     // The receiving thread's busy time per datagram it got: receive alone (raw), receive + check.
     const busyUs = (xs: ReceiveRun[]) => (1000 * sum(xs, (x) => x.busyMs)) / Math.max(1, sum(xs, (x) => x.received));
-    const verifyWhere = c.discovery.verifiesInWorker() ? 'ring copy + verdicts; seal and JSON on the verifier thread' : 'inline: receive, seal, JSON, window, registry, offer';
     const windowMs = sum(vals, (x) => x.ms);
     const shape = `${BEACON_DEVICES} devices, ${BEACON_DEVICES * BEACONS_PER_DEVICE} datagrams of ${bytes} B per run, median of ${BEACON_RUNS}`;
     rows.push(
@@ -387,7 +378,7 @@ async function beaconRuns(fleetKey: string, c: Companion, other: Companion, rows
       },
       { name: 'listener: offers that reached the sender (all runs; the sender is busy, so many are lost)', value: sum(vals, (x) => x.sender.offers), unit: 'datagrams' },
       { name: 'raw socket: receiving thread busy per datagram (receive only)', value: round(busyUs(raws), 2), unit: 'us' },
-      { name: `listener: receiving thread busy per datagram (${verifyWhere})`, value: round(busyUs(vals), 2), unit: 'us' },
+      { name: 'listener: receiving thread busy per datagram (receive, seal, JSON, window, registry, offer)', value: round(busyUs(vals), 2), unit: 'us' },
       { name: 'listener: registry write-behind flushes (one SQLite transaction each)', value: registryFlush.calls, unit: 'flushes' },
       { name: 'listener: registry flush time, mean', value: round(registryFlush.ms / Math.max(1, registryFlush.calls), 3), unit: 'ms' },
       { name: 'listener: share of the receiving window spent in registry flushes', value: round((100 * registryFlush.ms) / windowMs, 1), unit: '%' },
@@ -396,19 +387,10 @@ async function beaconRuns(fleetKey: string, c: Companion, other: Companion, rows
       { name: 'raw socket: receiving thread event-loop utilisation, median', value: round(100 * median(raws.map((x) => x.busyMs / x.ms)), 1), unit: '%' },
       { name: 'beacon set build time per run (worker, before sending)', value: round(buildMs / BEACON_RUNS, 0), unit: 'ms' },
     );
-    const otherRate = median(others.map(rate));
-    // The rounds one by one (each sends one set to all three receivers): how far the load moved.
+    // The rounds one by one (each sends one set to both receivers): how far the load moved.
     for (let k = 0; k < vals.length; k++) {
       rows.push({ name: `round ${k + 1}: validated / raw UDP receive`, value: round(rate(vals[k]) / rate(raws[k]), 3), unit: 'x' });
     }
-    const otherBusyUs = busyUs(others);
-    const otherName = other.discovery.verifiesInWorker() ? 'with the verifier thread' : 'inline';
-    rows.push(
-      { name: `other mode, ${otherName}: beacons validated (same runs, same sets)`, value: round(otherRate, 0), unit: 'datagrams/s' },
-      { name: `other mode, ${otherName}: ratio to raw UDP receive`, value: round(otherRate / rawRate, 3), unit: 'x' },
-      { name: `other mode, ${otherName}: receiving thread busy per datagram`, value: round(otherBusyUs, 2), unit: 'us' },
-      { name: 'cores (os.availableParallelism; the default mode uses the verifier thread on more than 2)', value: availableParallelism(), unit: 'cores' },
-    );
     goals.push(goalHigher('beacon validation vs raw UDP receive', round(valRate, 0), round(rawRate, 0), 'raw UDP receive (dgram socket)', 0.5));
   }
 }
