@@ -142,14 +142,15 @@ export class DiscoveryService {
     } catch (e) {
       this.log('beacon handler failed', { id: b.id, error: String(e) });
     }
-    // Pacing first: it is one lookup, and a paced device needs no target worked out.
+    // offerFor first, every beacon: in a cluster it is also how the coordinator learns of a
+    // device no one owns yet.
+    const target = this.o.offerFor(b, from);
+    if (!target) return null;
     const last = this.offeredAt.get(b.id);
     if (last !== undefined && now - last < (this.o.offerEveryMs ?? 2000) && now >= last) {
       this.counters.offersPaced++;
       return null;
     }
-    const target = this.o.offerFor(b, from);
-    if (!target) return null;
     if (this.offeredAt.size >= (this.o.sendersMax ?? 4096)) this.offeredAt.clear();
     this.offeredAt.set(b.id, now);
     const built = buildOffer({ id: b.id, host: target.host, broker: target.broker, epoch: target.epoch, ts: Math.floor(now), re: b.nonce }, this.o.mac);

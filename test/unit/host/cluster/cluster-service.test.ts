@@ -101,18 +101,46 @@ describe('cluster service (3 companions on loopback)', () => {
       await d.open();
       devices.push(d);
     }
-    for (const d of devices) {
-      const offer = await d.findOwner(8000);
-      // The companion that offered owns the device in its applied state...
-      expect(node(offer.host).cluster.raft!.state.owner(d.id)).toBe(offer.host);
-      expect(offer.broker.port).toBe(node(offer.host).companion.bus.address()!.port);
+    const epoch0 = node('n1').cluster.view().ring.epoch;
+    for (const d of devices) await d.findOwner(8000);
+    // On a loaded machine a member can miss its links long enough (800 + 300 ms) to be taken off
+    // the ring and put back: its devices then move, and move again. A device whose offer no longer
+    // names the owner every node has applied asks again, as a device does when its session drops.
+    const owner = (id: string) => {
+      const o = nodes.map((n) => n.cluster.raft!.state.owner(id));
+      return o.every((x) => x !== undefined && x === o[0]) ? o[0] : undefined;
+    };
+    let asked = 0;
+    const deadline = Date.now() + 20000;
+    for (;;) {
+      const stale = devices.filter((d) => owner(d.id) !== d.offer!.host);
+      if (!stale.length) break;
+      if (Date.now() > deadline) throw new Error('devices whose offer is not the applied owner: ' + stale.map((d) => `${d.id} offer ${d.offer!.host} owner ${owner(d.id)}`).join(', '));
+      for (const d of stale) {
+        if (owner(d.id) === undefined) continue;
+        asked++;
+        await d.findOwner(8000);
+      }
+      await new Promise((r) => setTimeout(r, 100));
     }
-    // ...and every companion applies the same assignments, the ring's choice.
-    await until('every node applied every assignment', () => nodes.every((n) => devices.every((d) => n.cluster.raft!.state.owner(d.id) === d.offer!.host)));
-    for (const d of devices) expect(node('n1').cluster.core!.placement().owner(d.id)).toBe(d.offer!.host);
+    const epoch1 = node('n1').cluster.view().ring.epoch;
+    if (asked) console.log(`cluster service: the ring moved under load (epoch ${epoch0} -> ${epoch1}); ${asked} offers asked again`);
+    for (const d of devices) {
+      // The companion that offered owns the device in every node's applied state, and its offer
+      // names its own broker.
+      expect(node(d.offer!.host).cluster.raft!.state.owner(d.id)).toBe(d.offer!.host);
+      expect(d.offer!.broker.port).toBe(node(d.offer!.host).companion.bus.address()!.port);
+      expect(node('n1').cluster.core!.placement().owner(d.id)).toBe(d.offer!.host);
+    }
     await new Promise((r) => setTimeout(r, 300));
-    for (const d of devices) expect(new Set(d.offers.map((o) => o.host)).size).toBe(1);
-  }, 30000);
+    // Only the owner answers: under any one ring epoch, every offer a device got came from one companion.
+    for (const d of devices) {
+      const byEpoch = new Map<number, Set<string>>();
+      for (const o of d.offers) byEpoch.set(o.epoch, (byEpoch.get(o.epoch) ?? new Set()).add(o.host));
+      for (const [epoch, hosts] of byEpoch) expect([...hosts], `${d.id} at epoch ${epoch}`).toHaveLength(1);
+    }
+    if (!asked) for (const d of devices) expect(new Set(d.offers.map((o) => o.host)).size).toBe(1);
+  }, 60000);
 
   it('a PUBACK means the owner and its heir hold the reading', async () => {
     for (const d of devices) await d.connect(d.offer!);
