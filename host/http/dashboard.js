@@ -202,22 +202,41 @@ function sensorNames(d) {
   return [...names].sort();
 }
 
+/**
+ * Each sensor's newest value, also for sensors the newest reading lacks (sampled at different
+ * rates): from that reading or from the sensor's series, whichever is newer.
+ */
 function renderLatest(d) {
   const l = d.view.latest;
   const c = d.cells.latest;
-  if (!l) {
+  const u = units(d.view);
+  const box = el('div', 'readings');
+  for (const k of sensorNames(d)) {
+    // Whichever is newer: the newest reading's value, or the sensor's last point (a replayed
+    // reading can be the newest to arrive and still be older than the series).
+    const s = d.series.get(k);
+    const last = s && s.length ? s[s.length - 1] : null;
+    let value;
+    let at;
+    if (l && k in l.r && (!last || l.ts >= last[0])) {
+      value = l.r[k];
+      at = l.ts;
+    } else if (last) {
+      [at, value] = last;
+    } else {
+      continue;
+    }
+    const line = el('div');
+    line.dataset.sensor = k;
+    line.append(el('span', 'n', k), el('span', 'v', fmtNum(value)), ' ' + (u.get(k) || ''));
+    line.title = new Date(at).toLocaleTimeString();
+    box.append(line);
+  }
+  if (!box.childElementCount) {
     c.replaceChildren(el('span', 'muted', 'no readings'));
     return;
   }
-  const u = units(d.view);
-  const box = el('div', 'readings');
-  for (const k of Object.keys(l.r).sort()) {
-    const line = el('div');
-    line.dataset.sensor = k;
-    line.append(el('span', 'n', k), el('span', 'v', fmtNum(l.r[k])), ' ' + (u.get(k) || ''));
-    box.append(line);
-  }
-  box.title = 'seq ' + l.seq + ' at ' + new Date(l.ts).toLocaleTimeString() + (l.hist ? ' (replayed)' : '');
+  if (l) box.title = 'newest: seq ' + l.seq + ' at ' + new Date(l.ts).toLocaleTimeString() + (l.hist ? ' (replayed)' : '');
   c.replaceChildren(box);
 }
 

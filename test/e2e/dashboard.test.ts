@@ -124,6 +124,10 @@ describe.skipIf(!HAVE_CHROMIUM)('dashboard in headless Chromium', () => {
     api.ingest('dev-1', 4, Date.now(), { t: 30.25, hum: 50 });
     await expect.poll(() => row('dev-1').locator('.readings [data-sensor="t"] .v').textContent()).toBe('30.25');
     await expect.poll(() => spark.getAttribute('data-points')).toBe('4');
+    // A reading that carries one sensor only (sampled at its own rate): the other keeps its value.
+    api.ingest('dev-1', 5, Date.now() + 1, { hum: 51 });
+    await expect.poll(() => row('dev-1').locator('.readings [data-sensor="hum"] .v').textContent()).toBe('51');
+    expect(await row('dev-1').locator('.readings [data-sensor="t"] .v').textContent()).toBe('30.25');
     api.ingest('dev-2', 1, Date.now(), { t: 12 });
     await expect.poll(() => row('dev-2').locator('.spark[data-sensor="t"]').getAttribute('data-points')).toBe('1');
 
