@@ -97,6 +97,14 @@ export interface Bus {
   counters(): BusCounters;
   /** Where devices reach the broker (for offers); null before start(). */
   address(): BusAddress | null;
+  /**
+   * Closes a device's session now (its disconnect event carries `reason`), e.g. when the device
+   * moved to another companion: it re-beacons and finds its new owner at once instead of at its
+   * next publish. The broker sends the device's will, as for any connection that ends without
+   * DISCONNECT. False when the device has no session here, or the broker is external (a client
+   * cannot close another client's session; such a device learns it when its publish is refused).
+   */
+  disconnect(deviceId: string, reason: string): boolean;
 }
 
 /** Rejection reasons, a fixed vocabulary (counters and logs use these names). */

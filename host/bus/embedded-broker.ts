@@ -373,6 +373,16 @@ export class EmbeddedBus implements Bus {
     return { ...this._counts, rejections: this._rejections.counts(), linkDrops: 0 };
   }
 
+  disconnect(deviceId: string, reason: string): boolean {
+    if (this._broker === null) return false;
+    const c = (this._broker as unknown as AedesInternals).clients[deviceId];
+    const st = c ? this._state(c) : undefined;
+    if (!c || !st || st.principal?.kind !== 'device') return false;
+    if (st.closeReason === null) st.closeReason = reason;
+    c.close();
+    return true;
+  }
+
   address(): BusAddress | null {
     return this._address;
   }

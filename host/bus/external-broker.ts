@@ -227,6 +227,11 @@ export class ExternalBus implements Bus {
     };
   }
 
+  /** An external broker's sessions are not ours to close (see Bus.disconnect). */
+  disconnect(_deviceId: string, _reason: string): boolean {
+    return false;
+  }
+
   address(): BusAddress | null {
     const u = new URL(this._o.url);
     return { host: u.hostname, port: u.port === '' ? (u.protocol === 'mqtts:' ? 8883 : 1883) : Number(u.port) };

@@ -72,6 +72,8 @@ export interface ClusterServiceOptions {
 export interface CompanionPort {
   readonly nodeId: string;
   telemetryStore: TelemetryStore;
+  /** Where devices moved away lose their session (Bus.disconnect); absent in some tests. */
+  bus?: { disconnect(deviceId: string, reason: string): boolean };
   selfOffer(): OfferTarget | null;
   emit?(ev: CompanionEvent): void;
 }
@@ -336,7 +338,11 @@ export class ClusterService {
     }
     const moved = core.takeMovedAway();
     if (moved.length > 0) {
-      this.o.log.info('cluster.moved-away', { devices: moved.length, sample: moved.slice(0, 8) });
+      // Their sessions here end now: each device re-beacons and reaches its new owner at once.
+      let closed = 0;
+      const bus = this._companion?.bus;
+      if (bus) for (const id of moved) if (bus.disconnect(id, 'moved')) closed++;
+      this.o.log.info('cluster.moved-away', { devices: moved.length, sessionsClosed: closed, sample: moved.slice(0, 8) });
       if (this.o.onMovedAway) this.o.onMovedAway(moved);
     }
   }

@@ -119,6 +119,26 @@ describe('embedded bus: connections', () => {
     expect(events.find((e) => e.type === 'disconnect')).toMatchObject({ deviceId: 'shed-1', reason: 'takeover' });
   });
 
+  it('disconnect(id) closes a device session with the reason given, its will goes out; unknown ids and local tools are left alone', async () => {
+    await bus.start();
+    const wills: string[] = [];
+    await bus.subscribe('espfleet/+/status', (topic, payload) => {
+      wills.push(topic + ' ' + payload.toString());
+    });
+    const d = await device('shed-1', { will: { topic: 'espfleet/shed-1/status', payload: Buffer.from('offline'), qos: 1, retain: true } });
+    const tool = await anonymous('ha-tool');
+    const closed = new Promise<void>((r) => d.once('close', () => r()));
+    expect(bus.disconnect('nobody', 'moved')).toBe(false);
+    expect(bus.disconnect('ha-tool', 'moved')).toBe(false);
+    expect(bus.disconnect('shed-1', 'moved')).toBe(true);
+    await closed;
+    await until(() => events.some((e) => e.type === 'disconnect'), 5000, 'the disconnect event');
+    expect(events.filter((e) => e.type === 'disconnect')).toEqual([expect.objectContaining({ deviceId: 'shed-1', reason: 'moved' })]);
+    await until(() => wills.includes('espfleet/shed-1/status offline'), 5000, 'the will');
+    expect(tool.connected).toBe(true);
+    expect(bus.disconnect('shed-1', 'moved')).toBe(false);
+  });
+
   it('a local tool cannot use the client id of a device', async () => {
     await bus.start();
     await device('shed-1');

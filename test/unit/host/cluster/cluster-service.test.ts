@@ -56,21 +56,25 @@ async function stopNode(n: Node): Promise<void> {
   await n.companion.stop();
 }
 
+const raftPorts: Record<string, number> = {};
+
+/** Starts member `id` on its data directory (kept across a stop, as a restarted process would find it). */
+async function startNode(id: string): Promise<Node> {
+  const log = memoryLogger();
+  const peers: Record<string, string> = {};
+  for (const p of ids) if (p !== id) peers[p] = '127.0.0.1:' + raftPorts[p];
+  const cluster = new ClusterService({ nodeId: id, secret, peers, bind: '127.0.0.1', raftPort: raftPorts[id], dataDir: join(dir, id, 'raft'), log });
+  const companion = new Companion({ nodeId: id, dataDir: join(dir, id), fleetKey, bind: '127.0.0.1', mqttPort: 0, discoveryPort, log, ...cluster.hooks() });
+  await companion.start();
+  await cluster.start(companion);
+  return { id, companion, cluster, log, running: true };
+}
+
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'espfleet-cluster-'));
   discoveryPort = await freeUdpPort();
-  const raftPorts: Record<string, number> = {};
   for (const id of ids) raftPorts[id] = await freeTcpPort();
-  for (const id of ids) {
-    const log = memoryLogger();
-    const peers: Record<string, string> = {};
-    for (const p of ids) if (p !== id) peers[p] = '127.0.0.1:' + raftPorts[p];
-    const cluster = new ClusterService({ nodeId: id, secret, peers, bind: '127.0.0.1', raftPort: raftPorts[id], dataDir: join(dir, id, 'raft'), log });
-    const companion = new Companion({ nodeId: id, dataDir: join(dir, id), fleetKey, bind: '127.0.0.1', mqttPort: 0, discoveryPort, log, ...cluster.hooks() });
-    await companion.start();
-    await cluster.start(companion);
-    nodes.push({ id, companion, cluster, log, running: true });
-  }
+  for (const id of ids) nodes.push(await startNode(id));
 }, 30000);
 
 afterAll(async () => {
@@ -194,4 +198,32 @@ describe('cluster service (3 companions on loopback)', () => {
     for (const d of devices.filter((x) => x.offer!.host !== victim && !moved.includes(x))) expect(node(leader).cluster.raft!.state.owner(d.id)).toBe(d.offer!.host);
     expect(live().length).toBe(2);
   }, 30000);
+
+  it('a member that comes back gets its devices back; the companion they leave closes their sessions at once', async () => {
+    const back = nodes.find((n) => !n.running) as Node;
+    const away = devices.filter((d) => d.offer!.host !== back.id && d.connected());
+    nodes.splice(nodes.indexOf(back), 1, await startNode(back.id));
+    await until('the member back on the ring of every node', () =>
+      nodes.every((n) => n.cluster.view().ring.owners.some((o) => o.id === back.id)),
+    );
+    // The keys the ring gives back move back, and only those.
+    await until('the returning member owning devices again', () => devices.some((d) => node(back.id).cluster.raft!.state.owner(d.id) === back.id));
+    const returned = away.filter((d) => node(back.id).cluster.raft!.state.owner(d.id) === back.id);
+    expect(returned.length).toBeGreaterThan(0);
+    const lefts = new Set(returned.map((d) => d.offer!.host));
+    for (const d of returned) {
+      const left = d.offer!.host;
+      // Not at the device's next publish: the companion it leaves closes its session now.
+      await until(`${d.id}'s session on ${left} closed`, () => !d.connected(), 5000);
+      expect(node(left).companion.registry.get(d.id)).toMatchObject({ state: 'down', stateReason: 'moved' });
+      const offer = await d.findOwner(10000);
+      expect(offer.host).toBe(back.id);
+      await d.connect(offer);
+      await d.publish(8, 8);
+    }
+    // Each companion they left said so, with the sessions it closed.
+    for (const id of lefts) {
+      expect(node(id).log.lines.some((l) => l.ev === 'cluster.moved-away' && Number(l.sessionsClosed) >= 1)).toBe(true);
+    }
+  }, 45000);
 });
