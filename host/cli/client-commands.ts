@@ -70,7 +70,7 @@ export async function runDevices(p: Parsed): Promise<number> {
       d.kind ?? d.meta?.board ?? '',
       d.fw ?? '',
       d.lastSeenMs ? new Date(d.lastSeenMs).toISOString().replace('T', ' ').slice(0, 19) : '',
-      d.latest ? Object.entries(d.latest.r ?? {}).map(([k, v]) => `${k}=${v}`).join(' ') : '',
+      d.latest ? Object.entries(d.latest.r ?? {}).map(([k, v]) => `${k}=${readingText(v)}`).join(' ') : '',
     ]);
     const head = ['ID', 'STATE', 'BOARD', 'FW', 'LAST SEEN', 'LATEST'];
     const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
@@ -123,4 +123,13 @@ export async function runCall(p: Parsed): Promise<number> {
     if (e instanceof ConnectError) return fail(`call: ${e.message}`);
     throw e;
   }
+}
+
+/**
+ * A reading for a table: integers as they are, fractions to 6 significant digits, so
+ * 56.757000000000005 reads 56.757 (`--json` keeps the exact value).
+ */
+export function readingText(v: unknown): string {
+  if (typeof v !== 'number' || !isFinite(v) || Number.isInteger(v)) return String(v);
+  return String(Number(v.toPrecision(6)));
 }
