@@ -10,6 +10,9 @@
  *   {"rate":{"ms":n}}      at most one value per n ms: passes x if none passed in the last n ms
  *   {"ewma":a}             y = y + a * (x - y), first y = x; 0 < a <= 1; passes every y
  *   {"linear":[a,b]}       y = a * x + b
+ *   {"round":d}            x rounded to d decimals, 0 <= d <= 6 (halves upwards, as
+ *                          Math.round): drops the binary tails scaling leaves (56.757000000000005),
+ *                          which cost JSON bytes in the outbox and on the air
  *   {"window":{"ms":n,"emit":[…]}}  tumbling windows aligned to multiples of n on the sample
  *                          clock; at the window's end emits each of count|min|max|mean. Empty
  *                          windows emit nothing. At most one window per chain; the stages after
@@ -141,6 +144,20 @@ class LinearStage {
   p(x: number, t: number): number {
     var y = this._a * x + this._b;
     return isFinite(y) ? y : NaN;
+  }
+}
+
+/** 10^d for d = 0..6, written out: no Math.pow, whose result need not be exact on the interpreter. */
+var POW10 = [1, 10, 100, 1000, 10000, 100000, 1000000];
+
+class RoundStage {
+  _p: number;
+  constructor(p: number) {
+    this._p = p;
+  }
+  p(x: number, t: number): number {
+    // The quotient is the double nearest the decimal, which JSON prints in its short form.
+    return Math.round(x * this._p) / this._p;
   }
 }
 
@@ -364,7 +381,7 @@ function badKey(o: any, what: string, allowed: string[]): string {
   return '';
 }
 
-var STAGE_KINDS = ['range', 'deadband', 'rate', 'ewma', 'linear', 'window'];
+var STAGE_KINDS = ['range', 'deadband', 'rate', 'ewma', 'linear', 'round', 'window'];
 
 /** Compiles one stage; returns the stage or an error text starting with '!'. */
 function stage(kind: string, a: any): Stage | string {
@@ -386,6 +403,10 @@ function stage(kind: string, a: any): Stage | string {
   if (kind === 'ewma') {
     if (!isNum(a) || a <= 0 || a > 1) return '!ewma must be a number in (0, 1]';
     return new EwmaStage(a);
+  }
+  if (kind === 'round') {
+    if (!isInt(a, 0, 6)) return '!round must be an integer 0-6 (decimals)';
+    return new RoundStage(POW10[a]);
   }
   if (!Array.isArray(a) || a.length !== 2 || !isNum(a[0]) || !isNum(a[1])) return '!linear must be [a, b]';
   return new LinearStage(a[0], a[1]);

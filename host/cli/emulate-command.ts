@@ -56,7 +56,7 @@ export function emulatedConfig(o: FleetOptions, i: number): Record<string, unkno
       { name: 't', kind: 'simulated', unit: '°C', everyMs: o.sampleMs, seed: i * 2 + 1, min: -40, max: 85 },
       { name: 'h', kind: 'simulated', unit: '%', everyMs: o.sampleMs, seed: i * 2 + 2, min: 0, max: 100 },
     ],
-    pipeline: { t: [{ range: [-40, 85] }, { deadband: 0.05 }], h: [{ range: [0, 100] }, { ewma: 0.3 }] },
+    pipeline: { t: [{ range: [-40, 85] }, { deadband: 0.05 }], h: [{ range: [0, 100] }, { ewma: 0.3 }, { round: 2 }] },
   };
 }
 
