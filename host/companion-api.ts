@@ -14,9 +14,17 @@ export interface DeviceView extends DeviceRecord {
   online: boolean;
   /** The newest stored reading, if any. */
   latest: TelemetryRecord | null;
+  /**
+   * Each sensor's newest value and its time, also for sensors the newest reading lacks (sensors
+   * sampled at different rates): at most SENSORS_SHOWN_MAX names, newest readings win.
+   */
+  sensors: Record<string, { v: number; ts: number }>;
   /** State of the companion's per-device RPC breaker: closed | open | halfOpen | isolated. */
   rpcBreaker: string;
 }
+
+/** Sensor names a device view carries: 8 sensors, each with up to 4 window kinds. */
+export const SENSORS_SHOWN_MAX = 32;
 
 export interface DeviceMeta {
   fw: string;

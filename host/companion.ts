@@ -14,7 +14,7 @@ import type { Beacon } from '../firmware/wire/beacon.js';
 import type { Bus, BusPacketInfo } from './bus/bus.js';
 import { createBus } from './bus/create-bus.js';
 import type { ClusterView, CompanionApi, CompanionEvent, DeviceMeta, DeviceView, HealthView, RpcResult, TelemetryQuery } from './companion-api.js';
-import { RpcError } from './companion-api.js';
+import { RpcError, SENSORS_SHOWN_MAX } from './companion-api.js';
 import { DiscoveryService, type OfferTarget } from './discovery/discovery-service.js';
 import { HaService } from './ha/ha-service.js';
 import { nodeMac } from './discovery/node-mac.js';
@@ -58,6 +58,19 @@ const SUBSCRIBERS_MAX = 256;
 const LIVENESS_EVERY_MS = 2000;
 const RETENTION_EVERY_MS = 3600_000;
 const LOG_EVERY_MS = 10_000;
+/** Stored readings a device's per-sensor values are seeded from after a restart. */
+const SENSOR_SEED_ROWS = 64;
+
+/** Records r's numeric values at ts where they are newer (a replayed reading is older). */
+function noteSensors(m: Map<string, { v: number; ts: number }>, ts: number, r: Record<string, unknown>): void {
+  for (const k of Object.keys(r)) {
+    const v = r[k];
+    if (typeof v !== 'number' || !Number.isFinite(v)) continue;
+    const prev = m.get(k);
+    if (prev ? ts < prev.ts : m.size >= SENSORS_SHOWN_MAX) continue;
+    m.set(k, { v, ts });
+  }
+}
 
 export class Companion implements CompanionApi {
   readonly nodeId: string;
@@ -71,6 +84,8 @@ export class Companion implements CompanionApi {
   private db: OpenDatabase | null = null;
   private readonly online = new Set<string>();
   private readonly metas = new Map<string, DeviceMeta>();
+  /** Per device, each sensor's newest value (see sensorsOf); forgotten with the device. */
+  private readonly sensorLatest = new Map<string, Map<string, { v: number; ts: number }>>();
   private readonly subscribers = new Set<(ev: CompanionEvent) => void>();
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly counters = { badTelemetry: 0, duplicates: 0, stored: 0 };
@@ -191,6 +206,8 @@ export class Companion implements CompanionApi {
         return;
       }
       this.counters.stored++;
+      const known = this.sensorLatest.get(id);
+      if (known) noteSensors(known, rec.value.ts, rec.value.r);
       this.emit({ type: 'telemetry', id, seq: rec.value.seq, ts: rec.value.ts, r: rec.value.r, hist: rec.value.hist });
     } else if (kind === 'status') {
       const s = payload.toString('latin1');
@@ -298,7 +315,23 @@ export class Companion implements CompanionApi {
   }
 
   private view(d: ReturnType<RegistryStore['get']> & object): DeviceView {
-    return { ...d, meta: this.metas.get(d.id) ?? null, online: this.online.has(d.id), latest: this.telemetryStore.latest(d.id), rpcBreaker: this.rpcClient.breakerState(d.id) };
+    const latest = this.telemetryStore.latest(d.id);
+    return { ...d, meta: this.metas.get(d.id) ?? null, online: this.online.has(d.id), latest, sensors: this.sensorsOf(d.id, latest), rpcBreaker: this.rpcClient.breakerState(d.id) };
+  }
+
+  /**
+   * Each sensor's newest value, kept as readings are stored; a device not seen since start is
+   * seeded from its newest SENSOR_SEED_ROWS stored readings. Bounded: the registry's devices,
+   * SENSORS_SHOWN_MAX names each.
+   */
+  private sensorsOf(id: string, latest: TelemetryRecord | null): Record<string, { v: number; ts: number }> {
+    let m = this.sensorLatest.get(id);
+    if (!m) {
+      m = new Map();
+      if (latest) for (const rec of this.telemetryStore.query(id, { order: 'desc', limit: SENSOR_SEED_ROWS })) noteSensors(m, rec.ts, rec.r);
+      this.sensorLatest.set(id, m);
+    }
+    return Object.fromEntries(m);
   }
 
   devices(): DeviceView[] {

@@ -70,7 +70,7 @@ export async function runDevices(p: Parsed): Promise<number> {
       d.kind ?? d.meta?.board ?? '',
       d.fw ?? '',
       d.lastSeenMs ? new Date(d.lastSeenMs).toISOString().replace('T', ' ').slice(0, 19) : '',
-      d.latest ? Object.entries(d.latest.r ?? {}).map(([k, v]) => `${k}=${readingText(v)}`).join(' ') : '',
+      latestText(d),
     ]);
     const head = ['ID', 'STATE', 'BOARD', 'FW', 'LAST SEEN', 'LATEST'];
     const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
@@ -132,4 +132,11 @@ export async function runCall(p: Parsed): Promise<number> {
 export function readingText(v: unknown): string {
   if (typeof v !== 'number' || !isFinite(v) || Number.isInteger(v)) return String(v);
   return String(Number(v.toPrecision(6)));
+}
+
+/** Each sensor's newest value (the view's `sensors`), or the newest reading from an older companion. */
+function latestText(d: Record<string, any>): string {
+  const sensors = d.sensors && typeof d.sensors === 'object' ? Object.entries(d.sensors as Record<string, { v: unknown }>) : [];
+  if (sensors.length) return sensors.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, x]) => `${k}=${readingText(x?.v)}`).join(' ');
+  return d.latest ? Object.entries(d.latest.r ?? {}).map(([k, v]) => `${k}=${readingText(v)}`).join(' ') : '';
 }

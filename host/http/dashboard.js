@@ -198,13 +198,15 @@ function sensorNames(d) {
   const names = new Set();
   if (d.view.meta) for (const s of d.view.meta.sensors) names.add(s.n);
   if (d.view.latest) for (const k of Object.keys(d.view.latest.r)) names.add(k);
+  if (d.view.sensors) for (const k of Object.keys(d.view.sensors)) names.add(k);
   for (const k of d.series.keys()) names.add(k);
   return [...names].sort();
 }
 
 /**
  * Each sensor's newest value, also for sensors the newest reading lacks (sampled at different
- * rates): from that reading or from the sensor's series, whichever is newer.
+ * rates): from that reading, the sensor's series or the companion's per-sensor values, whichever
+ * is newest.
  */
 function renderLatest(d) {
   const l = d.view.latest;
@@ -212,20 +214,16 @@ function renderLatest(d) {
   const u = units(d.view);
   const box = el('div', 'readings');
   for (const k of sensorNames(d)) {
-    // Whichever is newer: the newest reading's value, or the sensor's last point (a replayed
-    // reading can be the newest to arrive and still be older than the series).
+    // Whichever is newest: the newest reading's value, the sensor's last point, or the value the
+    // companion kept for it (a replayed reading can arrive last and still be the oldest).
     const s = d.series.get(k);
-    const last = s && s.length ? s[s.length - 1] : null;
+    let at = -Infinity;
     let value;
-    let at;
-    if (l && k in l.r && (!last || l.ts >= last[0])) {
-      value = l.r[k];
-      at = l.ts;
-    } else if (last) {
-      [at, value] = last;
-    } else {
-      continue;
-    }
+    const kept = d.view.sensors && d.view.sensors[k];
+    if (kept) [at, value] = [kept.ts, kept.v];
+    if (s && s.length && s[s.length - 1][0] >= at) [at, value] = s[s.length - 1];
+    if (l && k in l.r && l.ts >= at) [at, value] = [l.ts, l.r[k]];
+    if (at === -Infinity) continue;
     const line = el('div');
     line.dataset.sensor = k;
     line.append(el('span', 'n', k), el('span', 'v', fmtNum(value)), ' ' + (u.get(k) || ''));

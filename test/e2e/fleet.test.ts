@@ -50,6 +50,17 @@ describe(`${BOARDS} emulated boards and one companion`, () => {
         }
         const stored = (db.prepare('SELECT COUNT(*) AS n FROM telemetry WHERE device = ?').get(id) as { n: number }).n;
         expect(stored).toBe(rows.length);
+        // The API's per-sensor values: each sensor's newest stored reading, for every sensor (the
+        // board samples t and h separately, so the newest reading carries only one of them).
+        const view = fleet.companion.devices().find((d) => d.id === id)!;
+        const after = fleet.companion.telemetry(id, { limit: 1000 });
+        for (const sensor of ['t', 'h']) {
+          const kept = view.sensors[sensor];
+          expect(kept, `${id} ${sensor}`).toBeDefined();
+          const newestBefore = Math.max(...rows.filter((r) => sensor in r.r).map((r) => r.ts));
+          expect(kept.ts).toBeGreaterThanOrEqual(newestBefore);
+          expect(after.find((r) => r.ts === kept.ts && sensor in r.r)?.r[sensor]).toBe(kept.v);
+        }
       }
     } finally {
       db.close();

@@ -60,8 +60,10 @@ export class FakeCompanionApi implements CompanionApi {
       meta: { fw: '0.1.0', board: 'ESP32', sensors: [{ n: 't', u: '°C', k: 'simulated' }, { n: 'hum', u: '%', k: 'simulated' }] },
       online: (o.state ?? 'up') === 'up',
       latest: recs.length ? recs[recs.length - 1] : null,
+      sensors: {},
       rpcBreaker: 'closed',
     };
+    for (const rec of recs) noteSensors(v, rec);
     this.views.set(id, v);
     this.readings.set(id, recs);
     return v;
@@ -72,6 +74,7 @@ export class FakeCompanionApi implements CompanionApi {
     const rec: TelemetryRecord = { device: id, seq, ts, hist: 0, r };
     this.readings.get(id)!.push(rec);
     this.views.get(id)!.latest = rec;
+    noteSensors(this.views.get(id)!, rec);
     this.emit({ type: 'telemetry', id, seq, ts, r, hist: 0 });
   }
 
@@ -137,4 +140,9 @@ export class FakeCompanionApi implements CompanionApi {
     this.subs.add(fn);
     return () => this.subs.delete(fn);
   }
+}
+
+/** What the companion keeps per sensor: the newest value of each. */
+function noteSensors(v: DeviceView, rec: TelemetryRecord): void {
+  for (const [k, x] of Object.entries(rec.r)) if (typeof x === 'number' && !(v.sensors[k]?.ts > rec.ts)) v.sensors[k] = { v: x, ts: rec.ts };
 }
