@@ -110,6 +110,8 @@ export class DiscoveryService {
   private readonly runBatch = (): void => {
     const b = this.batch;
     this.batch = [];
+    // Stopped in the meantime: the registry behind onBeacon may be closed already.
+    if (this.sock === null) return;
     for (let i = 0; i < b.length; i += 2) this.onDatagram(b[i] as Buffer, b[i + 1] as { address: string; port: number });
   };
 
