@@ -69,7 +69,7 @@ export async function runDevices(p: Parsed): Promise<number> {
       d.state,
       d.kind ?? d.meta?.board ?? '',
       d.fw ?? '',
-      d.lastSeenMs ? new Date(d.lastSeenMs).toISOString().replace('T', ' ').slice(0, 19) : '',
+      d.lastSeenMs ? localTime(d.lastSeenMs) : '',
       latestText(d),
     ]);
     const head = ['ID', 'STATE', 'BOARD', 'FW', 'LAST SEEN', 'LATEST'];
@@ -139,4 +139,11 @@ function latestText(d: Record<string, any>): string {
   const sensors = d.sensors && typeof d.sensors === 'object' ? Object.entries(d.sensors as Record<string, { v: unknown }>) : [];
   if (sensors.length) return sensors.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, x]) => `${k}=${readingText(x?.v)}`).join(' ');
   return d.latest ? Object.entries(d.latest.r ?? {}).map(([k, v]) => `${k}=${readingText(v)}`).join(' ') : '';
+}
+
+/** YYYY-MM-DD HH:MM:SS in this machine's time zone (the table is read by a person at it). */
+export function localTime(ms: number): string {
+  const d = new Date(ms);
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
 }

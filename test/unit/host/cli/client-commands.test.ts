@@ -1,9 +1,10 @@
 /**
- * How `espfleet devices` prints a reading: integers exact, fractions to 6 significant digits
- * (binary floating point leaves tails such as 56.757000000000005), anything else as text.
+ * How `espfleet devices` prints a reading (integers exact, fractions to 6 significant digits, as
+ * binary floating point leaves tails such as 56.757000000000005; anything else as text) and a
+ * time (the local wall clock).
  */
 import { describe, expect, it } from 'vitest';
-import { readingText } from '../../../../host/cli/client-commands.js';
+import { localTime, readingText } from '../../../../host/cli/client-commands.js';
 
 describe('readingText', () => {
   it.each([
@@ -25,5 +26,13 @@ describe('readingText', () => {
     expect(readingText(true)).toBe('true');
     expect(readingText(null)).toBe('null');
     expect(readingText(Infinity)).toBe('Infinity');
+  });
+});
+
+describe('localTime', () => {
+  it('prints the local wall clock of an instant, zero-padded', () => {
+    const at = new Date(2026, 0, 2, 3, 4, 5).getTime();
+    expect(localTime(at)).toBe('2026-01-02 03:04:05');
+    expect(localTime(new Date(2026, 10, 28, 23, 59, 59).getTime())).toBe('2026-11-28 23:59:59');
   });
 });
