@@ -55,6 +55,8 @@ export interface DiscoveryOptions {
 
 /** One log line per reason per this many ms, so a flood cannot flood the log. */
 const LOG_EVERY_MS = 10_000;
+/** Datagrams held for one batch at most (libuv hands over 32 per wakeup; this is a hard bound). */
+const BATCH_MAX = 256;
 
 export class DiscoveryService {
   readonly counters = { datagrams: 0, beacons: 0, offers: 0, offersPaced: 0, dropped: {} as Record<string, number> };
@@ -65,6 +67,8 @@ export class DiscoveryService {
   /** When each device was last sent an offer; bounded like the replay window. */
   private readonly offeredAt = new Map<string, number>();
   private readonly verifier: DatagramVerifier | null;
+  /** Datagrams received this event-loop turn and not yet checked: buffer, sender, buffer, ... */
+  private batch: (Buffer | { address: string; port: number })[] = [];
 
   constructor(private readonly o: DiscoveryOptions) {
     this.verifier = o.fleetKey ? new DatagramVerifier(o.fleetKey) : null;
@@ -102,11 +106,13 @@ export class DiscoveryService {
    * checking code runs warm instead of between receive calls. Same order, same verdicts.
    */
   private defer(msg: Buffer, rinfo: { address: string; port: number }): void {
-    this.batch.push(msg, rinfo);
-    if (this.batch.length === 2) setImmediate(this.runBatch);
+    const b = this.batch;
+    b.push(msg, rinfo);
+    if (b.length === 2) setImmediate(this.runBatch);
+    // Bounded whatever the socket does: a full batch is checked at once.
+    else if (b.length >= 2 * BATCH_MAX) this.runBatch();
   }
 
-  private batch: (Buffer | { address: string; port: number })[] = [];
   private readonly runBatch = (): void => {
     const b = this.batch;
     this.batch = [];
