@@ -13,7 +13,7 @@
  *
  * Same verdicts as firmware/wire/beacon.ts's open(), in the same order ('size', 'shape', 'mac'),
  * which the tests check on valid, tampered and random datagrams; the JSON checks after the seal
- * are shared code (beacon.ts beaconFrom).
+ * are shared code (beacon.ts beaconFromBody).
  *
  * Not re-entrant (shared scratch buffers): one verifier per listener, used synchronously.
  */
