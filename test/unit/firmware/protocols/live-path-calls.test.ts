@@ -15,32 +15,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as sessionSrc from '../../../../firmware/protocols/mqtt-session.js';
 import type { SessionHandler } from '../../../../firmware/protocols/mqtt-session.js';
 import * as outboxSrc from '../../../../firmware/protocols/outbox.js';
-import type { OutboxStorage } from '../../../../firmware/protocols/outbox.js';
 import { loadFirmwareLib } from '../../../helpers/firmware-lib.js';
-
-/** Flash-like Storage in RAM: files are created 0xFF-filled and written in place. */
-class RamStorage implements OutboxStorage {
-  f: Record<string, string> = {};
-  read(name: string, offset?: number, length?: number): string | null {
-    const v = this.f[name];
-    if (v === undefined) return null;
-    return offset === undefined ? v : v.substr(offset, length);
-  }
-  writeAt(name: string, data: string, offset: number, size?: number): boolean {
-    let b: string | undefined;
-    if (size !== undefined) b = '\xff'.repeat(size);
-    else b = this.f[name];
-    if (b === undefined) return false;
-    this.f[name] = b.substring(0, offset) + data + b.substring(offset + data.length);
-    return true;
-  }
-  erase(name: string): void {
-    delete this.f[name];
-  }
-  list(prefix: string): string[] {
-    return Object.keys(this.f).filter((k) => k.indexOf(prefix) === 0);
-  }
-}
+import { FlashFake } from './protocols-fixtures.js';
 
 /** The live path's budget: 8 calls of MQTT (publish, encodePublish, head, takeOutput, data, push, next x2), 3 of the outbox, and the rare segment bookkeeping. */
 const CALLS_PER_READING_MAX = 11.5;
@@ -64,7 +40,8 @@ describe('calls per reading on the live path', () => {
     // The minified bundle as the device runs it (the emulator names its code <board>/.bootcde).
     ['bundle', lib.mqttSession.MqttSession, lib.outbox.Outbox, (url: string) => url.endsWith('/.bootcde')],
   ] as const)('%s: within the budget of JS calls per reading (outbox append and next, QoS 1 publish, PUBACK, acked)', async (kind, MqttSession, Outbox, ours) => {
-    const st = new RamStorage();
+    // The outbox tests' Storage fake: flash semantics (a byte is programmed once), checked.
+    const st = new FlashFake();
     const o = new Outbox({ storage: st, segmentBytes: 1024, segmentsMax: 4, drainPerSecMax: 1e9, drainBurstMax: 1e9 });
     let acked = 0;
     const h: SessionHandler = {
