@@ -16,7 +16,7 @@
  */
 
 /** FIPS 180-4 §4.2.2: first 32 bits of the fractional parts of the cube roots of the first 64 primes (as signed int32). */
-var K = new Int32Array([
+export var K = new Int32Array([
   1116352408, 1899447441, -1245643825, -373957723, 961987163, 1508970993, -1841331548, -1424204075,
   -670586216, 310598401, 607225278, 1426881987, 1925078388, -2132889090, -1680079193, -1046744716,
   -459576895, -272742522, 264347078, 604807628, 770255983, 1249150122, 1555081692, 1996064986,
@@ -28,7 +28,7 @@ var K = new Int32Array([
 ]);
 
 /** FIPS 180-4 §5.3.3: initial hash value H(0) (as signed int32). */
-var IV = [1779033703, -1150833019, 1013904242, -1521486534, 1359893119, -1694144372, 528734635, 1541459225];
+export var IV = [1779033703, -1150833019, 1013904242, -1521486534, 1359893119, -1694144372, 528734635, 1541459225];
 
 /** Message schedule scratch, shared by every call (no allocation per block; the code is not re-entrant and need not be). */
 var W = new Int32Array(64);
