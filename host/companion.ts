@@ -138,7 +138,7 @@ export class Companion implements CompanionApi {
       fleetKey: this.o.fleetKey,
       // A device with a session here needs no offer: it is where it should be.
       offerFor: (b) => (this.o.offerFor ? this.o.offerFor(b) : this.online.has(b.id) ? null : this.selfOffer()),
-      onBeacon: (b, from) => this.onBeacon(b, from),
+      onBeacon: (b, from, now) => this.onBeacon(b, from, now),
       log: (l, f) => this.log.warn(l, f),
     });
     await this.discovery.start();
@@ -244,15 +244,16 @@ export class Companion implements CompanionApi {
     }
   }
 
-  private onBeacon(b: Beacon, from: { address: string; port: number }): void {
-    const r = this.registry.upsertBeacon({ id: b.id, kind: b.kind, fw: b.fw, caps: b.caps, mem: b.mem, seq: b.seq, upMs: b.up, addr: from.address, port: b.port }, Date.now());
+  private onBeacon(b: Beacon, from: { address: string; port: number }, now: number): void {
+    // A beaconing device without a session is reachable but not connected: stale until it connects.
+    const online = this.online.has(b.id);
+    const sighting = { id: b.id, kind: b.kind, fw: b.fw, caps: b.caps, mem: b.mem, seq: b.seq, upMs: b.up, addr: from.address, port: b.port };
+    const r = this.registry.upsertBeacon(sighting, now, online ? 'up' : 'stale', online ? 'beacon' : 'beacon without session');
     if (!r.ok) {
       this.log.warn('beacon not recorded', { device: b.id, reason: r.reason });
       return;
     }
-    // A beaconing device without a session is reachable but not connected: stale until it connects.
-    if (!this.online.has(b.id)) this.applyState(b.id, 'stale', 'beacon without session');
-    else if (r.change) this.emit({ type: 'device', id: b.id, state: r.change.to, reason: r.change.reason, at: r.change.atMs });
+    if (r.change) this.emit({ type: 'device', id: b.id, state: r.change.to, reason: r.change.reason, at: r.change.atMs });
   }
 
   private setOnline(id: string, on: boolean, reason: string): void {
@@ -264,8 +265,8 @@ export class Companion implements CompanionApi {
     }
   }
 
-  private applyState(id: string, state: Liveness, reason: string): void {
-    const c = this.registry.setState(id, state, reason, Date.now());
+  private applyState(id: string, state: Liveness, reason: string, now = Date.now()): void {
+    const c = this.registry.setState(id, state, reason, now);
     if (c) this.emit({ type: 'device', id, state: c.to, reason: c.reason, at: c.atMs });
   }
 

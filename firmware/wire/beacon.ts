@@ -41,7 +41,7 @@
  *   time must send a `ts` within skewMs of the companion's clock. An attacker holding old beacons
  *   cannot produce a larger (boot, seq), so replays are dropped and cannot lock a device out.
  *   A device whose boot counter went back (its Storage was erased) is accepted again once its
- *   record has been silent for forgetMs. See BeaconWindow.
+ *   record has been silent for forgetMs. The companion's host/discovery/beacon-window.ts.
  *
  * Peer input never throws: every verify returns {ok:true,msg} or {ok:false,reason}.
  */
@@ -317,79 +317,6 @@ export class OfferGate {
     for (var i = 0; i < OFFER_NONCES_MAX; i++) {
       this._n[i] = -1;
       this._t[i] = 0;
-    }
-  }
-}
-
-/**
- * Companion side of beacon freshness: per device, the (boot, seq) of the last accepted beacon.
- * A beacon is accepted when its (boot, seq) is larger, or when the device's record is absent or
- * older than forgetMs (an erased device restarts its boot counter: it is accepted again after
- * forgetMs of silence, or at once after forget(id)). A device that knows the time (ts > 0) must
- * be within skewMs of the companion's clock. At most sendersMax records are kept; a new device
- * beyond that evicts the least recently accepted (a scan, only when full: the window holds MAC-
- * valid fleet members only, so its size is the fleet's).
- */
-export class BeaconWindow {
-  _max: number;
-  _skew: number;
-  _forget: number;
-  _m: { [key: string]: { b: number; s: number; t: number } };
-  _n: number;
-
-  constructor(sendersMax: number, skewMs: number, forgetMs: number) {
-    this._max = sendersMax;
-    this._skew = skewMs;
-    this._forget = forgetMs;
-    this._m = {};
-    this._n = 0;
-  }
-
-  /** null when fresh (and then recorded), else 'skew' or 'replay'. Call only on verified beacons. */
-  check(b: Beacon, nowMs: number): string | null {
-    if (b.ts > 0 && (b.ts > nowMs + this._skew || b.ts < nowMs - this._skew)) return 'skew';
-    // '$' prefix: ids such as __proto__ or constructor must not reach Object.prototype.
-    var k = '$' + b.id;
-    var e = this._m[k];
-    if (e && nowMs - e.t <= this._forget && (b.boot < e.b || (b.boot === e.b && b.seq <= e.s))) return 'replay';
-    if (!e) {
-      if (this._n >= this._max) this._evict();
-      this._n++;
-      this._m[k] = { b: b.boot, s: b.seq, t: nowMs };
-    } else {
-      e.b = b.boot;
-      e.s = b.seq;
-      e.t = nowMs;
-    }
-    return null;
-  }
-
-  /** Drops a device's record (an operator re-provisioned it). */
-  forget(id: string): void {
-    var k = '$' + id;
-    if (this._m[k]) {
-      delete this._m[k];
-      this._n--;
-    }
-  }
-
-  /** Devices with a record. */
-  size(): number {
-    return this._n;
-  }
-
-  _evict(): void {
-    var old = '';
-    var t = Infinity;
-    for (var k in this._m) {
-      if (this._m[k].t < t) {
-        t = this._m[k].t;
-        old = k;
-      }
-    }
-    if (old) {
-      delete this._m[old];
-      this._n--;
     }
   }
 }

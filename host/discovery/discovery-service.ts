@@ -8,7 +8,9 @@
  * unicast address) with SO_REUSEADDR, so several companions on one machine all hear beacons.
  */
 import * as dgram from 'node:dgram';
-import { BeaconWindow, beaconFromBody, buildOffer, DATAGRAM_BYTES_MAX, verifyBeacon, type Beacon, type Mac } from '../../firmware/wire/beacon.js';
+import { beaconFromBody, buildOffer, DATAGRAM_BYTES_MAX, verifyBeacon, type Beacon, type Mac } from '../../firmware/wire/beacon.js';
+import { readBeacon } from './beacon-reader.js';
+import { BeaconWindow } from './beacon-window.js';
 import { DatagramVerifier } from './datagram-verifier.js';
 
 export interface OfferTarget {
@@ -30,8 +32,11 @@ export interface DiscoveryOptions {
   fleetKey?: string;
   /** Where a device should go; null to stay silent (this companion does not answer for it). */
   offerFor(b: Beacon, from: { address: string; port: number }): OfferTarget | null;
-  /** Called for every fresh authenticated beacon, BEFORE the offer is sent. */
-  onBeacon(b: Beacon, from: { address: string; port: number }): void;
+  /**
+   * Called for every fresh authenticated beacon, BEFORE the offer is sent. nowMs: when it was
+   * received (the listener's clock, read once per event-loop turn of datagrams).
+   */
+  onBeacon(b: Beacon, from: { address: string; port: number }, nowMs: number): void;
   /** Wall clock (ms since 1970), injectable for tests. */
   now?: () => number;
   log?: (line: string, fields?: Record<string, unknown>) => void;
@@ -118,11 +123,13 @@ export class DiscoveryService {
     this.batch = [];
     // Stopped in the meantime: the registry behind onBeacon may be closed already.
     if (this.sock === null) return;
-    for (let i = 0; i < b.length; i += 2) this.onDatagram(b[i] as Buffer, b[i + 1] as { address: string; port: number });
+    // One clock reading for the turn: these datagrams arrived together.
+    const now = this.now();
+    for (let i = 0; i < b.length; i += 2) this.onDatagram(b[i] as Buffer, b[i + 1] as { address: string; port: number }, now);
   };
 
   /** Handles one datagram; exposed for tests and benchmarks (no socket needed). Returns the drop reason or null. */
-  onDatagram(msg: Buffer, rinfo: { address: string; port: number }): string | null {
+  onDatagram(msg: Buffer, rinfo: { address: string; port: number }, nowMs = this.now()): string | null {
     this.counters.datagrams++;
     if (msg.length > DATAGRAM_BYTES_MAX) return this.drop('oversize', rinfo);
     // latin1: the MAC covers the bytes that travelled, whatever they are.
@@ -130,23 +137,26 @@ export class DiscoveryService {
     if (this.verifier) {
       const sealed = this.verifier.check(msg);
       if (sealed !== null) return this.drop(sealed, rinfo);
-      v = beaconFromBody(msg.toString('latin1', 0, DatagramVerifier.bodyEnd(msg)) + '}');
+      const body = msg.toString('latin1', 0, DatagramVerifier.bodyEnd(msg));
+      // The devices' own form in one pass; anything else through JSON.parse (same verdicts).
+      const b = readBeacon(body);
+      if (b !== null) return this.accept(b, rinfo, nowMs);
+      v = beaconFromBody(body + '}');
     } else {
       v = verifyBeacon(msg.toString('latin1'), this.o.mac);
     }
     if (!v.ok) return this.drop(v.reason, rinfo);
-    return this.accept(v.msg, rinfo);
+    return this.accept(v.msg, rinfo, nowMs);
   }
 
   /** An authentic, well-formed beacon: replay window, registry, offer. */
-  private accept(b: Beacon, rinfo: { address: string; port: number }): string | null {
-    const now = this.now();
+  private accept(b: Beacon, rinfo: { address: string; port: number }, now: number): string | null {
     const fresh = this.window.check(b, now);
     if (fresh !== null) return this.drop(fresh, rinfo);
     this.counters.beacons++;
     const from = { address: rinfo.address, port: rinfo.port };
     try {
-      this.o.onBeacon(b, from);
+      this.o.onBeacon(b, from, now);
     } catch (e) {
       this.log('beacon handler failed', { id: b.id, error: String(e) });
     }

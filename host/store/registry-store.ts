@@ -5,7 +5,9 @@
  * fits). Writes change the copy at once and reach the file in one transaction flushDelayMs
  * later (write-behind, default 250 ms): a fleet beacons every few seconds, and one fsync per beacon
  * would block the event loop for nothing, because a lost last-seen time is restored by the
- * next beacon. flush() writes at once; close() flushes.
+ * next beacon. A beacon that only refreshes a known device's sighting waits longer
+ * (sightingFlushMs, default 5 s), so a fleet's steady beaconing rewrites each row once per
+ * window. flush() writes at once; close() flushes.
  *
  * The liveness state (up / stale / down) is what the companion last decided, with the reason
  * and the time of that change. A valid beacon is proof of life, so it moves a device to 'up';
@@ -94,6 +96,14 @@ export interface RegistryStoreOptions {
    * at most this much of last-seen times and states, which the next beacon or session restores.
    */
   flushDelayMs?: number;
+  /**
+   * How long a beacon that changes nothing but its sighting (last seen, seq, uptime, free memory)
+   * may wait (default 5000 ms, at least flushDelayMs). A fleet beacons all the time and each beacon
+   * touches its row; those rows are rewritten once per this window instead of once per
+   * flushDelayMs. New devices, state changes and changed kind, fw, caps or address still go out
+   * after flushDelayMs; a crash loses at most this much of last-seen times.
+   */
+  sightingFlushMs?: number;
 }
 
 export interface LivenessPolicy {
@@ -152,7 +162,10 @@ export class RegistryStore {
   /** Ids to write; a missing record means delete. */
   private readonly _dirty = new Set<string>();
   private _scheduled: NodeJS.Timeout | null = null;
+  /** When the scheduled flush is due (Date.now() time). */
+  private _scheduledAt = 0;
   private readonly _flushDelayMs: number;
+  private readonly _sightingFlushMs: number;
   private _closed = false;
   private _flushes = 0;
   private _flushErrors = 0;
@@ -177,6 +190,9 @@ export class RegistryStore {
     const delay = options.flushDelayMs ?? 250;
     if (!(delay >= 0 && delay <= 60_000)) throw new RangeError('flushDelayMs must be 0-60000');
     this._flushDelayMs = delay;
+    const sighting = options.sightingFlushMs ?? Math.max(5000, delay);
+    if (!(sighting >= delay && sighting <= 600_000)) throw new RangeError('sightingFlushMs must be flushDelayMs-600000');
+    this._sightingFlushMs = sighting;
     this._upsert = db.prepare(`INSERT INTO devices (id, kind, fw, caps, mem, addr, port, beacon_seq, up_ms,
         first_seen, last_seen, state, state_reason, state_since, owner, health, health_at)
       VALUES (@id, @kind, @fw, @caps, @mem, @addr, @port, @beacon_seq, @up_ms,
@@ -201,9 +217,11 @@ export class RegistryStore {
 
   /**
    * Records a valid beacon seen at nowMs: creates the device (if there is room) or updates it,
-   * and marks it 'up'. Returns the state change, if any, for the caller to publish.
+   * and puts it in the state the beacon shows (default 'up': a beacon is proof of life; the
+   * companion passes 'stale' for a device that beacons without a session, so the beacon does not
+   * flip it up and back). Returns the state change, if any, for the caller to publish.
    */
-  upsertBeacon(b: BeaconSighting, nowMs: number): UpsertResult {
+  upsertBeacon(b: BeaconSighting, nowMs: number, state: Liveness = 'up', reason = 'beacon'): UpsertResult {
     if (this._closed) return { ok: false, reason: 'registry is closed' };
     const bad = checkSighting(b);
     if (bad) return { ok: false, reason: bad };
@@ -223,8 +241,8 @@ export class RegistryStore {
       upMs: null,
       firstSeenMs: nowMs,
       lastSeenMs: nowMs,
-      state: 'up',
-      stateReason: 'first beacon',
+      state,
+      stateReason: state === 'up' ? 'first beacon' : cut(reason),
       stateSinceMs: nowMs,
       owner: null,
       health: null,
@@ -234,9 +252,11 @@ export class RegistryStore {
       !!prev &&
       ((b.seq !== undefined && prev.beaconSeq !== null && b.seq < prev.beaconSeq) ||
         (b.upMs !== undefined && prev.upMs !== null && b.upMs < prev.upMs));
+    // What the device is and where it is: a change here is written soon, like a state change.
+    const moved = !prev || d.kind !== b.kind || d.fw !== b.fw || d.addr !== b.addr || d.port !== b.port || !sameList(d.caps, b.caps);
     d.kind = b.kind;
     d.fw = b.fw;
-    d.caps = b.caps.slice();
+    if (moved) d.caps = b.caps.slice();
     d.mem = b.mem ?? null;
     d.addr = b.addr;
     d.port = b.port;
@@ -245,10 +265,10 @@ export class RegistryStore {
     // A delayed datagram must not move last-seen backwards.
     if (nowMs > d.lastSeenMs) d.lastSeenMs = nowMs;
     let change: StateChange | null = null;
-    if (!prev) change = { id: d.id, from: null, to: 'up', reason: d.stateReason, atMs: nowMs };
-    else if (d.state !== 'up') change = this._change(d, 'up', 'beacon', nowMs);
-    this._byId.set(d.id, d);
-    this._touch(d.id);
+    if (!prev) change = { id: d.id, from: null, to: state, reason: d.stateReason, atMs: nowMs };
+    else if (d.state !== state) change = this._change(d, state, reason, nowMs);
+    if (!prev) this._byId.set(d.id, d);
+    this._touch(d.id, moved || change !== null ? this._flushDelayMs : this._sightingFlushMs);
     // No copy of the record here: this is the listener's hot path (a device with a health report
     // would make it a structuredClone per beacon); get(id) gives one to whoever needs it.
     return { ok: true, created: !prev, rebooted, change };
@@ -397,13 +417,25 @@ export class RegistryStore {
     return change;
   }
 
-  private _touch(id: string): void {
+  /** Marks id for writing within delayMs: the pending flush is kept, or brought forward. */
+  private _touch(id: string, delayMs = this._flushDelayMs): void {
     this._dirty.add(id);
-    if (this._scheduled === null && !this._closed) {
-      this._scheduled = setTimeout(this._flushCb, this._flushDelayMs);
-      this._scheduled.unref();
+    if (this._closed) return;
+    const at = Date.now() + delayMs;
+    if (this._scheduled !== null) {
+      if (this._scheduledAt <= at) return;
+      clearTimeout(this._scheduled);
     }
+    this._scheduledAt = at;
+    this._scheduled = setTimeout(this._flushCb, delayMs);
+    this._scheduled.unref();
   }
+}
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 function cut(reason: string): string {

@@ -47,6 +47,18 @@ afterEach(() => {
 });
 
 describe('upsertBeacon', () => {
+  it('puts the device in the state the caller says a beacon shows, and reports only real changes', () => {
+    make();
+    // A device that beacons without a session: stale from its first beacon, and it stays so.
+    expect(reg.upsertBeacon(beacon('a'), 1000, 'stale', 'beacon without session')).toMatchObject({
+      created: true,
+      change: { from: null, to: 'stale', reason: 'beacon without session', atMs: 1000 },
+    });
+    expect(reg.upsertBeacon(beacon('a', { seq: 2 }), 2000, 'stale', 'beacon without session').change).toBeNull();
+    expect(reg.get('a')).toMatchObject({ state: 'stale', stateSinceMs: 1000, lastSeenMs: 2000 });
+    expect(reg.upsertBeacon(beacon('a', { seq: 3 }), 3000).change).toEqual({ id: 'a', from: 'stale', to: 'up', reason: 'beacon', atMs: 3000 });
+  });
+
   it('creates a device from its first beacon, up, with the beacon fields', () => {
     make();
     const r = reg.upsertBeacon(beacon('shed-1'), 1000);
@@ -234,6 +246,39 @@ describe('persistence', () => {
     expect(reg.list()).toEqual(before);
     expect(reg.get('a')).toMatchObject({ owner: 'node-2', health: { outbox: { n: 1 } }, healthAtMs: 1001 });
     expect(reg.get('b')).toMatchObject({ state: 'stale', stateReason: 'test', stateSinceMs: 1002 });
+  });
+
+  it('writes a beacon that only refreshes a sighting after sightingFlushMs; a new address or a state change after flushDelayMs', async () => {
+    make({ flushDelayMs: 20, sightingFlushMs: 300 });
+    const reader = new Database(path, { readonly: true });
+    const seqOf = reader.prepare('SELECT beacon_seq FROM devices WHERE id = ?').pluck();
+    const addrOf = reader.prepare('SELECT addr FROM devices WHERE id = ?').pluck();
+    reg.upsertBeacon(beacon('a'), 1000);
+    reg.upsertBeacon(beacon('b'), 1000);
+    await new Promise((r) => setTimeout(r, 60));
+    expect(seqOf.get('a')).toBe(1); // new devices: the short window
+    reg.upsertBeacon(beacon('a', { seq: 2 }), 2000);
+    await new Promise((r) => setTimeout(r, 60));
+    expect(seqOf.get('a')).toBe(1); // a sighting waits
+    reg.upsertBeacon(beacon('b', { seq: 2, addr: '127.0.0.9' }), 2000);
+    await new Promise((r) => setTimeout(r, 60));
+    // The moved device brings the pending flush forward; everything dirty goes in it.
+    expect(addrOf.get('b')).toBe('127.0.0.9');
+    expect(seqOf.get('a')).toBe(2);
+    reg.upsertBeacon(beacon('a', { seq: 3 }), 3000);
+    reg.setState('a', 'down', 'test', 3001);
+    await new Promise((r) => setTimeout(r, 60));
+    expect(seqOf.get('a')).toBe(3);
+    reg.upsertBeacon(beacon('a', { seq: 4 }), 4000); // back up: a state change, written soon
+    await new Promise((r) => setTimeout(r, 60));
+    expect(seqOf.get('a')).toBe(4);
+    reg.upsertBeacon(beacon('a', { seq: 5 }), 5000);
+    await new Promise((r) => setTimeout(r, 60));
+    expect(seqOf.get('a')).toBe(4);
+    await new Promise((r) => setTimeout(r, 400));
+    expect(seqOf.get('a')).toBe(5); // and the sighting, within its own window
+    reader.close();
+    expect(() => new RegistryStore(open.db, { flushDelayMs: 100, sightingFlushMs: 50 })).toThrow(/sightingFlushMs/);
   });
 
   it('close() flushes; remove() is persisted', () => {
