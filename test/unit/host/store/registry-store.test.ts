@@ -54,9 +54,9 @@ describe('upsertBeacon', () => {
       created: true,
       change: { from: null, to: 'stale', reason: 'beacon without session', atMs: 1000 },
     });
-    expect(reg.upsertBeacon(beacon('a', { seq: 2 }), 2000, 'stale', 'beacon without session').change).toBeNull();
+    expect(reg.upsertBeacon(beacon('a', { seq: 2 }), 2000, 'stale', 'beacon without session')).toMatchObject({ ok: true, change: null });
     expect(reg.get('a')).toMatchObject({ state: 'stale', stateSinceMs: 1000, lastSeenMs: 2000 });
-    expect(reg.upsertBeacon(beacon('a', { seq: 3 }), 3000).change).toEqual({ id: 'a', from: 'stale', to: 'up', reason: 'beacon', atMs: 3000 });
+    expect(reg.upsertBeacon(beacon('a', { seq: 3 }), 3000)).toMatchObject({ ok: true, change: { id: 'a', from: 'stale', to: 'up', reason: 'beacon', atMs: 3000 } });
   });
 
   it('creates a device from its first beacon, up, with the beacon fields', () => {
