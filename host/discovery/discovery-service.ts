@@ -72,8 +72,11 @@ export class DiscoveryService {
   /** When each device was last sent an offer; bounded like the replay window. */
   private readonly offeredAt = new Map<string, number>();
   private readonly verifier: DatagramVerifier | null;
-  /** Datagrams received this event-loop turn and not yet checked: buffer, sender, buffer, ... */
-  private batch: (Buffer | { address: string; port: number })[] = [];
+  /** Datagrams received this event-loop turn and not yet checked, and their senders. */
+  private msgs: Buffer[] = [];
+  private froms: { address: string; port: number }[] = [];
+  /** The seal verdicts of a batch (reused). */
+  private readonly verdicts: (string | null)[] = [];
 
   constructor(private readonly o: DiscoveryOptions) {
     this.verifier = o.fleetKey ? new DatagramVerifier(o.fleetKey) : null;
@@ -107,25 +110,40 @@ export class DiscoveryService {
 
   /**
    * Checking, batched: the socket hands over every datagram it holds in one event-loop turn
-   * (libuv reads up to 32 per wakeup); they are checked together at the end of the turn, so the
-   * checking code runs warm instead of between receive calls. Same order, same verdicts.
+   * (libuv reads up to 32 per wakeup); they are checked together at the end of the turn, the
+   * seals four at a time in one call (./datagram-verifier.ts checkAll), so the checking code runs
+   * warm instead of between receive calls. Same order, same verdicts as onDatagram one by one.
    */
   private defer(msg: Buffer, rinfo: { address: string; port: number }): void {
-    const b = this.batch;
-    b.push(msg, rinfo);
-    if (b.length === 2) setImmediate(this.runBatch);
+    this.msgs.push(msg);
+    this.froms.push(rinfo);
+    if (this.msgs.length === 1) setImmediate(this.runBatch);
     // Bounded whatever the socket does: a full batch is checked at once.
-    else if (b.length >= 2 * BATCH_MAX) this.runBatch();
+    else if (this.msgs.length >= BATCH_MAX) this.runBatch();
   }
 
   private readonly runBatch = (): void => {
-    const b = this.batch;
-    this.batch = [];
+    const msgs = this.msgs;
+    const froms = this.froms;
+    if (msgs.length === 0) return;
+    this.msgs = [];
+    this.froms = [];
     // Stopped in the meantime: the registry behind onBeacon may be closed already.
     if (this.sock === null) return;
     // One clock reading for the turn: these datagrams arrived together.
     const now = this.now();
-    for (let i = 0; i < b.length; i += 2) this.onDatagram(b[i] as Buffer, b[i + 1] as { address: string; port: number }, now);
+    const v = this.verifier;
+    if (v === null) {
+      for (let i = 0; i < msgs.length; i++) this.onDatagram(msgs[i], froms[i], now);
+      return;
+    }
+    const verdicts = this.verdicts;
+    v.checkAll(msgs, msgs.length, verdicts);
+    for (let i = 0; i < msgs.length; i++) {
+      this.counters.datagrams++;
+      if (msgs[i].length > DATAGRAM_BYTES_MAX) this.drop('oversize', froms[i]);
+      else this.opened(msgs[i], froms[i], verdicts[i], now);
+    }
   };
 
   /** Handles one datagram; exposed for tests and benchmarks (no socket needed). Returns the drop reason or null. */
@@ -133,18 +151,20 @@ export class DiscoveryService {
     this.counters.datagrams++;
     if (msg.length > DATAGRAM_BYTES_MAX) return this.drop('oversize', rinfo);
     // latin1: the MAC covers the bytes that travelled, whatever they are.
-    let v;
-    if (this.verifier) {
-      const sealed = this.verifier.check(msg);
-      if (sealed !== null) return this.drop(sealed, rinfo);
-      const body = msg.toString('latin1', 0, DatagramVerifier.bodyEnd(msg));
-      // The devices' own form in one pass; anything else through JSON.parse (same verdicts).
-      const b = readBeacon(body);
-      if (b !== null) return this.accept(b, rinfo, nowMs);
-      v = beaconFromBody(body + '}');
-    } else {
-      v = verifyBeacon(msg.toString('latin1'), this.o.mac);
-    }
+    if (this.verifier) return this.opened(msg, rinfo, this.verifier.check(msg), nowMs);
+    const v = verifyBeacon(msg.toString('latin1'), this.o.mac);
+    if (!v.ok) return this.drop(v.reason, rinfo);
+    return this.accept(v.msg, rinfo, nowMs);
+  }
+
+  /** A datagram whose seal the verifier checked (sealed: its verdict): the body, then accept. */
+  private opened(msg: Buffer, rinfo: { address: string; port: number }, sealed: string | null, nowMs: number): string | null {
+    if (sealed !== null) return this.drop(sealed, rinfo);
+    const body = msg.toString('latin1', 0, DatagramVerifier.bodyEnd(msg));
+    // The devices' own form in one pass; anything else through JSON.parse (same verdicts).
+    const b = readBeacon(body);
+    if (b !== null) return this.accept(b, rinfo, nowMs);
+    const v = beaconFromBody(body + '}');
     if (!v.ok) return this.drop(v.reason, rinfo);
     return this.accept(v.msg, rinfo, nowMs);
   }

@@ -45,7 +45,7 @@ const END = 0x0b;
 const VOID = 0x40;
 const I32 = 0x7f;
 
-function uleb(n: number): number[] {
+export function uleb(n: number): number[] {
   const out: number[] = [];
   do {
     let b = n & 0x7f;
@@ -56,7 +56,7 @@ function uleb(n: number): number[] {
   return out;
 }
 
-function sleb(n: number): number[] {
+export function sleb(n: number): number[] {
   n |= 0;
   const out: number[] = [];
   for (;;) {

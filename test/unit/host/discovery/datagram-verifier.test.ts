@@ -98,6 +98,37 @@ describe('DatagramVerifier', () => {
     expect(v.check(sealWith(KEY, body(440)))).toBe('size');
   });
 
+  it('checkAll gives the verdict check() gives for every datagram, four lanes of any lengths at a time', () => {
+    const v = new DatagramVerifier(KEY);
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.tuple(fc.integer({ min: 0, max: 520 }), fc.constantFrom('sealed', 'flip', 'cut', 'random', 'other key'), fc.nat()),
+          { minLength: 1, maxLength: 40 },
+        ),
+        (spec) => {
+          const msgs = spec.map(([len, how, at]) => {
+            if (how === 'random') return randomBytes(len);
+            const d = sealWith(how === 'other key' ? 'cd'.repeat(32) : KEY, body(Math.max(3, Math.min(len, 438)), 0x20 + (at % 90)));
+            if (how === 'flip') d[at % d.length] ^= 1 << (at % 8);
+            return how === 'cut' ? d.subarray(0, d.length - 1 - (at % 80)) : d;
+          });
+          const out: (string | null)[] = [];
+          v.checkAll(msgs, msgs.length, out);
+          expect(out).toEqual(msgs.map((m) => v.check(m)));
+        },
+      ),
+      { numRuns: 400, seed: 99 },
+    );
+    // Lanes of 1 to 7 blocks in one call, each also correct on its own.
+    const mixed = [3, 60, 120, 200, 300, 438, 54, 55].map((n) => sealWith(KEY, body(n)));
+    const out: (string | null)[] = [];
+    v.checkAll(mixed, mixed.length, out);
+    expect(out).toEqual(mixed.map(() => null));
+    v.checkAll([mixed[5], sealWith('cd'.repeat(32), body(3)), mixed[0]], 3, out);
+    expect(out.slice(0, 3)).toEqual([null, 'mac', null]);
+  });
+
   it('gives the verdict verifyBeacon gives, on valid, tampered, truncated and random datagrams', () => {
     const mac = nodeMac(KEY);
     const v = new DatagramVerifier(KEY);
