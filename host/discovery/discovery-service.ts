@@ -160,11 +160,11 @@ export class DiscoveryService {
   /** A datagram whose seal the verifier checked (sealed: its verdict): the body, then accept. */
   private opened(msg: Buffer, rinfo: { address: string; port: number }, sealed: string | null, nowMs: number): string | null {
     if (sealed !== null) return this.drop(sealed, rinfo);
-    const body = msg.toString('latin1', 0, DatagramVerifier.bodyEnd(msg));
-    // The devices' own form in one pass; anything else through JSON.parse (same verdicts).
-    const b = readBeacon(body);
+    const end = DatagramVerifier.bodyEnd(msg);
+    // The devices' own form in one pass over the bytes; anything else through JSON.parse (same verdicts).
+    const b = readBeacon(msg, end);
     if (b !== null) return this.accept(b, rinfo, nowMs);
-    const v = beaconFromBody(body + '}');
+    const v = beaconFromBody(msg.toString('latin1', 0, end) + '}');
     if (!v.ok) return this.drop(v.reason, rinfo);
     return this.accept(v.msg, rinfo, nowMs);
   }

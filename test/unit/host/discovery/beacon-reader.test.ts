@@ -30,7 +30,7 @@ function bodyOf(b: Beacon): string {
 
 /** The reader's promise: a beacon only where the general path gives the same one. */
 function agrees(body: string): Beacon | null {
-  const fast = readBeacon(body);
+  const fast = readBeacon(Buffer.from(body + ',"mac":"' + '0'.repeat(64) + '"}', 'latin1'), body.length);
   if (fast !== null) {
     const slow = beaconFromBody(body + '}');
     expect(slow.ok, body).toBe(true);
