@@ -86,8 +86,8 @@ const V128 = 0x7b;
 const V128_LOAD = 0x00;
 const V128_STORE = 0x0b;
 const V128_CONST = 0x0c;
+const I8X16_SHUFFLE = 0x0d;
 const I32X4_SPLAT = 0x11;
-const I32X4_REPLACE_LANE = 0x1c;
 const I32X4_GT_S = 0x3b;
 const V128_AND = 0x4e;
 const V128_OR = 0x50;
@@ -96,6 +96,16 @@ const V128_BITSELECT = 0x52;
 const I32X4_SHL = 0xab;
 const I32X4_SHR_U = 0xad;
 const I32X4_ADD = 0xae;
+
+// i8x16.shuffle patterns (bytes 0-15 from the first operand, 16-31 from the second).
+/** (a.w0, b.w0, a.w1, b.w1), each word byte-swapped (big-endian message words). */
+const WORDS_LO_BSWAP = [3, 2, 1, 0, 19, 18, 17, 16, 7, 6, 5, 4, 23, 22, 21, 20];
+/** (a.w2, b.w2, a.w3, b.w3), each word byte-swapped. */
+const WORDS_HI_BSWAP = [11, 10, 9, 8, 27, 26, 25, 24, 15, 14, 13, 12, 31, 30, 29, 28];
+/** (a.d0, b.d0): the low 64-bit halves. */
+const HALVES_LO = [0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23];
+/** (a.d1, b.d1): the high 64-bit halves. */
+const HALVES_HI = [8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31];
 
 /** The body of check(count: i32). */
 function checkBody(): number[] {
@@ -122,7 +132,8 @@ function checkBody(): number[] {
   const T1 = W + 16;
   const T2 = T1 + 1;
   const MASK = T2 + 1;
-  const V128_LOCALS = MASK + 1 - S;
+  const TA = MASK + 1; // TA..TD: the message transpose
+  const V128_LOCALS = TA + 4 - S;
 
   const get = (i: number) => c.push(LOCAL_GET, ...uleb(i));
   const set = (i: number) => c.push(LOCAL_SET, ...uleb(i));
@@ -490,20 +501,34 @@ function checkBody(): number[] {
     k(SLOT_AT);
     op(I32_ADD);
     set(P);
-    for (let j = 0; j < 16; j++) {
-      for (let lane = 0; lane < LANES; lane++) {
-        if (lane > 0) get(W + j);
+    // Four words of each lane per step, byte-swapped and transposed with shuffles (a 4x4
+    // transpose: interleave words of lanes 0,1 and 2,3, swapping bytes as they move, then
+    // interleave the 64-bit halves), so W[j] holds word j of every lane.
+    for (let q = 0; q < 4; q++) {
+      const pair = (l0: number, l1: number, pattern: number[], dst: number) => {
         get(P);
-        load(lane * SLOT_BYTES + 4 * j);
-        bswapTo(D);
-        get(D);
-        if (lane === 0) simd(I32X4_SPLAT);
-        else {
-          simd(I32X4_REPLACE_LANE);
-          c.push(lane);
-        }
-        set(W + j);
-      }
+        vload(l0 * SLOT_BYTES + 16 * q);
+        get(P);
+        vload(l1 * SLOT_BYTES + 16 * q);
+        simd(I8X16_SHUFFLE);
+        c.push(...pattern);
+        set(dst);
+      };
+      pair(0, 1, WORDS_LO_BSWAP, TA);
+      pair(0, 1, WORDS_HI_BSWAP, TA + 1);
+      pair(2, 3, WORDS_LO_BSWAP, TA + 2);
+      pair(2, 3, WORDS_HI_BSWAP, TA + 3);
+      const halves = (x: number, y: number, pattern: number[], dst: number) => {
+        get(x);
+        get(y);
+        simd(I8X16_SHUFFLE);
+        c.push(...pattern);
+        set(dst);
+      };
+      halves(TA, TA + 2, HALVES_LO, W + 4 * q);
+      halves(TA, TA + 2, HALVES_HI, W + 4 * q + 1);
+      halves(TA + 1, TA + 3, HALVES_LO, W + 4 * q + 2);
+      halves(TA + 1, TA + 3, HALVES_HI, W + 4 * q + 3);
     }
     for (let i = 0; i < 8; i++) {
       get(S + i);

@@ -421,6 +421,8 @@ export class RegistryStore {
   private _touch(id: string, delayMs = this._flushDelayMs): void {
     this._dirty.add(id);
     if (this._closed) return;
+    // Every flush is scheduled at most sightingFlushMs ahead: a sighting never needs the clock.
+    if (this._scheduled !== null && delayMs >= this._sightingFlushMs) return;
     const at = Date.now() + delayMs;
     if (this._scheduled !== null) {
       if (this._scheduledAt <= at) return;
