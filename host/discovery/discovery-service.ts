@@ -58,6 +58,20 @@ export interface DiscoveryOptions {
   offerEveryMs?: number;
 }
 
+/**
+ * The Buffer seal check, or null (mac does it all) where this V8 cannot compile it: WebAssembly
+ * SIMD needs SSE4.1 on x86. Same verdicts either way; only the speed differs, and it is said once.
+ */
+function fastVerifier(fleetKey: string, log: (line: string, fields?: Record<string, unknown>) => void): DatagramVerifier | null {
+  try {
+    return new DatagramVerifier(fleetKey);
+  } catch (e) {
+    if (!(e instanceof Error) || e.name !== 'CompileError') throw e;
+    log('discovery: WebAssembly SIMD unavailable, checking seals with node:crypto (slower)', { error: e.message });
+    return null;
+  }
+}
+
 /** One log line per reason per this many ms, so a flood cannot flood the log. */
 const LOG_EVERY_MS = 10_000;
 /** Datagrams held for one batch at most (libuv hands over 32 per wakeup; this is a hard bound). */
@@ -79,7 +93,7 @@ export class DiscoveryService {
   private readonly verdicts: (string | null)[] = [];
 
   constructor(private readonly o: DiscoveryOptions) {
-    this.verifier = o.fleetKey ? new DatagramVerifier(o.fleetKey) : null;
+    this.verifier = o.fleetKey ? fastVerifier(o.fleetKey, (l, f) => this.log(l, f)) : null;
     this.window = new BeaconWindow(o.sendersMax ?? 4096, o.skewMs ?? Number.MAX_SAFE_INTEGER, o.forgetMs ?? 600_000);
     this.now = o.now ?? Date.now;
   }
