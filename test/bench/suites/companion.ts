@@ -378,7 +378,7 @@ async function beaconRuns(fleetKey: string, c: Companion, rows: BenchRow[], goal
       },
       { name: 'listener: offers that reached the sender (all runs; the sender is busy, so many are lost)', value: sum(vals, (x) => x.sender.offers), unit: 'datagrams' },
       { name: 'raw socket: receiving thread busy per datagram (receive only)', value: round(busyUs(raws), 2), unit: 'us' },
-      { name: 'listener: receiving thread busy per datagram (receive, seal, JSON, window, registry, offer)', value: round(busyUs(vals), 2), unit: 'us' },
+      { name: 'listener: receiving thread busy per datagram (receive, seal, body, window, registry, offer)', value: round(busyUs(vals), 2), unit: 'us' },
       { name: 'listener: registry write-behind flushes (one SQLite transaction each)', value: registryFlush.calls, unit: 'flushes' },
       { name: 'listener: registry flush time, mean', value: round(registryFlush.ms / Math.max(1, registryFlush.calls), 3), unit: 'ms' },
       { name: 'listener: share of the receiving window spent in registry flushes', value: round((100 * registryFlush.ms) / windowMs, 1), unit: '%' },
