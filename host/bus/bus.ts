@@ -7,8 +7,12 @@
  *    PUBREC (QoS 2) is written. A PUBACK therefore means "stored". If a hook rejects, no
  *    PUBACK is sent and the device is disconnected (reason `ingest-failed`): MQTT 3.1.1 resends
  *    an unacknowledged PUBLISH only on a new connection [MQTT-4.4.0-1], so the device
- *    reconnects and retransmits it (DUP) from its outbox. Hooks of one client run one at a
- *    time in arrival order, so PUBACKs keep the order of the PUBLISH packets [MQTT-4.6.0-2].
+ *    reconnects and retransmits it (DUP) from its outbox. Hooks of one client START in arrival
+ *    order, each running synchronously up to its first await, and may then overlap: a device's
+ *    whole window of publishes can share one group commit. PUBACKs keep the order of the
+ *    PUBLISH packets [MQTT-4.6.0-2]: each goes out after its own hooks AND every earlier one
+ *    resolved, and after a rejection none of that connection's later publishes is acknowledged
+ *    (the store deduplicates what they wrote, by (device, seq)).
  *  - External broker: the broker sends the device its PUBACK when the broker has the message;
  *    the companion cannot delay it, so a PUBACK does NOT mean stored. What holds instead: the
  *    companion subscribes with QoS 1 on a persistent session (clean=false, fixed client id) and

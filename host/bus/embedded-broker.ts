@@ -533,14 +533,21 @@ export class EmbeddedBus implements Bus {
     }
     const ingest = principal.kind === 'device' && this._hooks.length > 0;
     if (!ingest && waitMs === 0 && st.pending === 0) return cb(null);
-    // Slow path: chain behind this client's earlier publishes so hooks and PUBACKs keep the
-    // arrival order. The callback (and so the PUBACK) comes only AFTER every hook resolved.
+    if (st.failed !== null && !isWill) return cb(st.failed);
+    // Slow path. The hooks start at once, in arrival order (each runs synchronously up to its
+    // first await, where the store has queued the reading), so one group commit takes every
+    // publish of a device's window that has arrived, not one per device. The callbacks (and so
+    // the PUBACKs) are chained: they go out in arrival order, each only AFTER its own hooks
+    // resolved and every earlier one was acknowledged. After a failure nothing later is
+    // acknowledged; what was stored anyway is a duplicate the device's retransmission dedupes.
     st.pending++;
-    const step = async (): Promise<void> => {
-      if (st.failed !== null) throw st.failed;
+    const work = (async (): Promise<void> => {
       if (waitMs > 0) await delay(waitMs);
       if (ingest && principal.kind === 'device') await this._runHooks(principal.id, packet, isWill);
-    };
+    })();
+    // Settled in order below; this keeps an early rejection from being reported as unhandled.
+    work.catch(() => undefined);
+    const step = (): Promise<void> => (st.failed !== null && !isWill ? Promise.reject(st.failed) : work);
     st.tail = st.tail.then(step).then(
       () => {
         st.pending--;

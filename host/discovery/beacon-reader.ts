@@ -8,7 +8,8 @@
  * beacon (measured by the companion bench with the checks switched off one by one), as much as
  * receiving the datagram. This reader scans the received bytes (typed-array loads: charCodeAt
  * and startsWith on a string were most of its time in the first version), then makes one string
- * of the body and takes the fields as substrings of it.
+ * of the strings' span and takes the fields as substrings of it. Measured in a loop over 243-byte
+ * beacons: about 1.3 us against 4.0 us for JSON.parse and the checks.
  *
  * SAME VERDICTS, by construction and checked by test/unit/host/discovery/beacon-reader.test.ts:
  * the reader accepts a subset of the texts the general path accepts, and for those it returns the

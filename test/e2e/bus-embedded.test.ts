@@ -209,31 +209,63 @@ describe('embedded bus: ingest hook and PUBACK', () => {
     expect(logs.some((l) => l.ev === 'bus.reject' && l.reason === 'ingest-failed' && l.clientId === 'shed-1')).toBe(true);
   });
 
-  it('hooks of one device run one at a time in arrival order, and PUBACKs follow that order', async () => {
-    const hookOrder: number[] = [];
+  it('hooks of one device start in arrival order and overlap; PUBACKs keep that order, each after its own hook', async () => {
+    const started: number[] = [];
+    const finished: number[] = [];
     let running = 0;
     let maxRunning = 0;
     bus.onDevicePublish(async (_id, _t, payload) => {
+      const seq = JSON.parse(payload.toString()).seq as number;
+      started.push(seq);
       running++;
       maxRunning = Math.max(maxRunning, running);
-      const seq = JSON.parse(payload.toString()).seq as number;
-      // Later messages finish faster: without ordering they would overtake.
+      // Later messages finish faster: without ordering their PUBACKs would overtake.
       await new Promise((r) => setTimeout(r, (20 - seq) * 2));
-      hookOrder.push(seq);
+      finished.push(seq);
       running--;
     });
     await bus.start();
     const d = await device('shed-1');
     const ackOrder: number[] = [];
+    const finishedAtAck: number[][] = [];
     await Promise.all(
       Array.from({ length: 20 }, (_, seq) =>
-        d.publishAsync('espfleet/shed-1/telemetry', JSON.stringify({ seq }), { qos: 1 }).then(() => ackOrder.push(seq)),
+        d.publishAsync('espfleet/shed-1/telemetry', JSON.stringify({ seq }), { qos: 1 }).then(() => {
+          ackOrder.push(seq);
+          finishedAtAck.push(finished.slice());
+        }),
       ),
     );
     const inOrder = Array.from({ length: 20 }, (_, i) => i);
-    expect(hookOrder).toEqual(inOrder);
+    expect(started).toEqual(inOrder);
     expect(ackOrder).toEqual(inOrder);
-    expect(maxRunning).toBe(1);
+    // Each PUBACK came after the hooks of its own and of every earlier publish had resolved.
+    finishedAtAck.forEach((done, seq) => {
+      for (let k = 0; k <= seq; k++) expect(done, `PUBACK ${seq}`).toContain(k);
+    });
+    // Pipelined: the hooks ran side by side (one group commit can take them all).
+    expect(maxRunning).toBeGreaterThan(1);
+  });
+
+  it('after a hook rejects, no later publish of that connection is acknowledged', async () => {
+    bus.onDevicePublish(async (_id, _t, payload) => {
+      const seq = JSON.parse(payload.toString()).seq as number;
+      await new Promise((r) => setTimeout(r, seq === 3 ? 20 : 1));
+      if (seq === 3) throw new Error('disk full');
+    });
+    await bus.start();
+    const d = await device('shed-1');
+    const acked: number[] = [];
+    for (let seq = 0; seq < 8; seq++) {
+      d.publishAsync('espfleet/shed-1/telemetry', JSON.stringify({ seq }), { qos: 1 }).then(
+        () => acked.push(seq),
+        () => undefined,
+      );
+    }
+    await until(() => !d.connected, 5000, 'disconnect after the failed hook');
+    await new Promise((r) => setTimeout(r, 100));
+    // 4-7 were stored before 3 failed (their hooks overlap), yet none of them is acknowledged.
+    expect(acked).toEqual([0, 1, 2]);
   });
 
   it('the hook gets device id, topic, payload and QoS for everything a device publishes (status, telemetry, meta, health, RPC answers)', async () => {
