@@ -541,10 +541,12 @@ export class EmbeddedBus implements Bus {
     // resolved and every earlier one was acknowledged. After a failure nothing later is
     // acknowledged; what was stored anyway is a duplicate the device's retransmission dedupes.
     st.pending++;
-    const work = (async (): Promise<void> => {
+    const run = async (): Promise<void> => {
       if (waitMs > 0) await delay(waitMs);
       if (ingest && principal.kind === 'device') await this._runHooks(principal.id, packet, isWill);
-    })();
+    };
+    // A will is the connection's last word: its hooks start after every earlier publish settled.
+    const work = isWill ? st.tail.then(run) : run();
     // Settled in order below; this keeps an early rejection from being reported as unhandled.
     work.catch(() => undefined);
     const step = (): Promise<void> => (st.failed !== null && !isWill ? Promise.reject(st.failed) : work);
@@ -567,7 +569,10 @@ export class EmbeddedBus implements Bus {
         // No PUBACK; the error closes the connection so the device retransmits on its next one.
         cb(st.failed);
       },
-    );
+    )
+      // A throwing callback must not leave the chain rejected (the next publish would take it
+      // for its own failure) nor become an unhandled rejection.
+      .catch((err: unknown) => this._log({ level: 'error', ev: 'bus.publish.callback-failed', clientId: client.id, message: String(err) }));
   }
 
   private async _runHooks(deviceId: string, packet: PublishPacket, isWill: boolean): Promise<void> {

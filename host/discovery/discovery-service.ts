@@ -78,7 +78,8 @@ const LOG_EVERY_MS = 10_000;
 const BATCH_MAX = 256;
 
 export class DiscoveryService {
-  readonly counters = { datagrams: 0, beacons: 0, offers: 0, offersPaced: 0, dropped: {} as Record<string, number> };
+  /** failed: datagrams whose handling threw (a bug or a failing hook; logged, the rest go on). */
+  readonly counters = { datagrams: 0, beacons: 0, offers: 0, offersPaced: 0, failed: 0, dropped: {} as Record<string, number> };
   private sock: dgram.Socket | null = null;
   private readonly window: BeaconWindow;
   private readonly now: () => number;
@@ -147,16 +148,22 @@ export class DiscoveryService {
     // One clock reading for the turn: these datagrams arrived together.
     const now = this.now();
     const v = this.verifier;
-    if (v === null) {
-      for (let i = 0; i < msgs.length; i++) this.onDatagram(msgs[i], froms[i], now);
-      return;
-    }
     const verdicts = this.verdicts;
-    v.checkAll(msgs, msgs.length, verdicts);
+    if (v !== null) v.checkAll(msgs, msgs.length, verdicts);
     for (let i = 0; i < msgs.length; i++) {
-      this.counters.datagrams++;
-      if (msgs[i].length > DATAGRAM_BYTES_MAX) this.drop('oversize', froms[i]);
-      else this.opened(msgs[i], froms[i], verdicts[i], now);
+      // One datagram's failure (a hook that throws) must cost neither the rest of the batch nor
+      // the process: this runs from setImmediate, where a throw would be uncaught.
+      try {
+        if (v === null) this.onDatagram(msgs[i], froms[i], now);
+        else {
+          this.counters.datagrams++;
+          if (msgs[i].length > DATAGRAM_BYTES_MAX) this.drop('oversize', froms[i]);
+          else this.opened(msgs[i], froms[i], verdicts[i], now);
+        }
+      } catch (e) {
+        this.counters.failed++;
+        this.log('datagram handling failed', { from: `${froms[i].address}:${froms[i].port}`, error: String(e) });
+      }
     }
   };
 
@@ -196,7 +203,13 @@ export class DiscoveryService {
     }
     // offerFor first, every beacon: in a cluster it is also how the coordinator learns of a
     // device no one owns yet.
-    const target = this.o.offerFor(b, from);
+    let target: OfferTarget | null;
+    try {
+      target = this.o.offerFor(b, from);
+    } catch (e) {
+      this.log('offer target failed', { id: b.id, error: String(e) });
+      return null;
+    }
     if (!target) return null;
     const last = this.offeredAt.get(b.id);
     if (last !== undefined && now - last < (this.o.offerEveryMs ?? 2000) && now >= last) {

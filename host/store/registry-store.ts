@@ -223,6 +223,8 @@ export class RegistryStore {
    */
   upsertBeacon(b: BeaconSighting, nowMs: number, state: Liveness = 'up', reason = 'beacon'): UpsertResult {
     if (this._closed) return { ok: false, reason: 'registry is closed' };
+    // An unknown state would fail the table's CHECK at every flush after it, for every device.
+    if (STATES.indexOf(state) < 0) throw new RangeError(`unknown liveness state '${String(state)}'`);
     const bad = checkSighting(b);
     if (bad) return { ok: false, reason: bad };
     const prev = this._byId.get(b.id);
@@ -405,8 +407,9 @@ export class RegistryStore {
   /** Flushes, then refuses changes. Idempotent; the database stays open (database.ts owns it). */
   close(): void {
     if (this._closed) return;
-    this._closed = true;
+    // Closed only once everything is written: a failed flush throws, and close() can be retried.
     this.flush();
+    this._closed = true;
   }
 
   private _change(d: DeviceRecord, to: Liveness, reason: string, nowMs: number): StateChange {

@@ -290,6 +290,24 @@ describe('embedded bus: ingest hook and PUBACK', () => {
     ]);
   });
 
+  it('a will that comes while publishes are still being stored starts its hooks after theirs ended', async () => {
+    const events: string[] = [];
+    bus.onDevicePublish(async (_id, _topic, payload, packet) => {
+      const name = packet.will ? 'will' : String(JSON.parse(payload.toString()).seq);
+      events.push('start ' + name);
+      if (!packet.will) await new Promise((r) => setTimeout(r, 40));
+      events.push('end ' + name);
+    });
+    await bus.start();
+    const d = await device('shed-1', { will: { topic: 'espfleet/shed-1/status', payload: Buffer.from('offline'), qos: 1, retain: true } });
+    for (let seq = 0; seq < 3; seq++) d.publish('espfleet/shed-1/telemetry', JSON.stringify({ seq }), { qos: 1 });
+    await until(() => events.includes('start 2'), 5000, 'the publishes reach the hook');
+    d.stream.destroy();
+    await until(() => events.includes('end will'), 5000, 'the will');
+    expect(events.indexOf('start will')).toBeGreaterThan(events.indexOf('end 2'));
+    expect(events.filter((e) => e.startsWith('end')).sort()).toEqual(['end 0', 'end 1', 'end 2', 'end will']);
+  });
+
   it("an abrupt loss publishes the device's will through the hook (marked as will) and to subscribers", async () => {
     const wills: Array<[string, string, boolean]> = [];
     bus.onDevicePublish(async (id, topic, payload, packet) => {

@@ -83,4 +83,43 @@ describe('discovery listener on a socket', () => {
     const o = m.verifyOffer(offers[0], mac);
     expect(o.ok && o.msg.id === 'dev-0' && o.msg.re === 1).toBe(true);
   });
+
+  it('a failing handler costs neither the rest of the turn nor the process, and is said', async () => {
+    const mac = m.nodeMac(KEY);
+    const device = await udp();
+    const logs: string[] = [];
+    const seen: string[] = [];
+    const d = new m.DiscoveryService({
+      port: 0,
+      bind: '127.0.0.1',
+      mac,
+      fleetKey: KEY,
+      offerFor: (b) => {
+        if (b.id === 'dev-1') throw new Error('ring not ready');
+        return null;
+      },
+      onBeacon: (b) => {
+        if (b.id === 'dev-2') throw new Error('registry closed');
+        seen.push(b.id);
+      },
+      log: (line) => logs.push(line),
+    });
+    await d.start();
+    closers.push(() => d.stop());
+    const sender = await udp();
+    const sends: Promise<void>[] = [];
+    for (let seq = 1; seq <= 10; seq++) {
+      for (let dev = 0; dev < 4; dev++) {
+        const b = m.buildBeacon({ id: 'dev-' + dev, kind: 'esp32', fw: '1.0.0', caps: [], port: device.address().port, seq, up: 0, mem: 1, ts: 0, boot: 1, nonce: seq }, mac);
+        if (!b.ok) throw new Error(b.reason);
+        sends.push(new Promise<void>((r) => sender.send(Buffer.from(b.text, 'latin1'), d.port(), '127.0.0.1', () => r())));
+      }
+    }
+    await Promise.all(sends);
+    await until(() => d.counters.datagrams === 40);
+    expect(d.counters.beacons).toBe(40);
+    expect(seen.filter((id) => id === 'dev-3')).toHaveLength(10);
+    expect(seen.filter((id) => id === 'dev-1')).toHaveLength(10);
+    expect(logs).toEqual(expect.arrayContaining(['offer target failed', 'beacon handler failed']));
+  });
 });

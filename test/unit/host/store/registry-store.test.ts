@@ -281,6 +281,40 @@ describe('persistence', () => {
     expect(() => new RegistryStore(open.db, { flushDelayMs: 100, sightingFlushMs: 50 })).toThrow(/sightingFlushMs/);
   });
 
+  it('writes a changed kind, firmware, capability list or port after flushDelayMs, like a new address', async () => {
+    make({ flushDelayMs: 20, sightingFlushMs: 10_000 });
+    const reader = new Database(path, { readonly: true });
+    const row = reader.prepare('SELECT kind, fw, caps, port FROM devices WHERE id = ?');
+    reg.upsertBeacon(beacon('a'), 1000);
+    await new Promise((r) => setTimeout(r, 60));
+    const changes: Array<[Partial<BeaconSighting>, Record<string, unknown>]> = [
+      [{ kind: 'esp8266' }, { kind: 'esp8266' }],
+      [{ kind: 'esp8266', fw: '0.2.0' }, { fw: '0.2.0' }],
+      [{ kind: 'esp8266', fw: '0.2.0', caps: ['t'] }, { caps: '["t"]' }],
+      [{ kind: 'esp8266', fw: '0.2.0', caps: ['t'], port: 40002 }, { port: 40002 }],
+    ];
+    let seq = 2;
+    for (const [over, want] of changes) {
+      reg.upsertBeacon(beacon('a', { seq: seq++, ...over }), 1000 + seq);
+      await new Promise((r) => setTimeout(r, 60));
+      expect(row.get('a'), JSON.stringify(over)).toMatchObject(want);
+    }
+    reader.close();
+  });
+
+  it('refuses an unknown liveness state from a caller, and a failed close can be retried', () => {
+    make({ flushDelayMs: 0 });
+    expect(() => reg.upsertBeacon(beacon('a'), 1, 'gone' as never)).toThrow(/unknown liveness state/);
+    reg.upsertBeacon(beacon('a'), 1);
+    open.db.exec(`CREATE TRIGGER no_devices BEFORE INSERT ON devices BEGIN SELECT RAISE(ABORT, 'read-only disk'); END`);
+    expect(() => reg.close()).toThrow(expect.objectContaining({ code: 'commit-failed' }));
+    open.db.exec('DROP TRIGGER no_devices');
+    reg.close();
+    expect(reg.stats()).toMatchObject({ dirty: 0 });
+    reopen();
+    expect(reg.get('a')).not.toBeNull();
+  });
+
   it('close() flushes; remove() is persisted', () => {
     make();
     reg.upsertBeacon(beacon('a'), 1);
