@@ -24,8 +24,8 @@
  *
  * Binary format: WebAssembly Core Specification 2.0, §5 (SIMD: the 0xFD prefix, §5.4.8).
  */
-import { K } from '../../firmware/core/sha256.js';
-import { sleb, uleb } from './sha256-wasm.js';
+import { emitRounds } from './sha256-wasm.js';
+import { compileModule, I32, instantiate, oneFunctionModule, sleb, uleb } from './wasm-emit.js';
 
 export const KEY_AT = 64;
 export const LEN_AT = 128;
@@ -82,7 +82,6 @@ const I32_SHR_U = 0x76;
 const I32_ROTL = 0x77;
 const I32_ROTR = 0x78;
 const VOID = 0x40;
-const I32 = 0x7f;
 const V128 = 0x7b;
 // SIMD, 0xFD prefix.
 const V128_LOAD = 0x00;
@@ -244,7 +243,7 @@ function checkBody(): number[] {
         c.push(BR_IF, 0);
         get(P);
         c.push(I64_LOAD, 0, 0);
-        c.push(I64_CONST, ...slebBig(MAC_HEAD_I64));
+        c.push(I64_CONST, ...sleb(MAC_HEAD_I64));
         op(I64_NE);
         c.push(BR_IF, 0);
         // 64 lower-case hex digits, unrolled: 8 big-endian words into WANT (transposed), any
@@ -393,92 +392,28 @@ function checkBody(): number[] {
   }
   c.push(END, END);
 
-  /** 64 rounds over V (a..h) and W (the schedule, expanded in place from round 16). */
-  const rounds = () => {
-    const v = (j: number, i: number) => V + ((i - j + 64) & 7);
-    for (let j = 0; j < 64; j++) {
-      const a = v(j, 0);
-      const b = v(j, 1);
-      const cc = v(j, 2);
-      const d = v(j, 3);
-      const e = v(j, 4);
-      const f = v(j, 5);
-      const g = v(j, 6);
-      const h = v(j, 7);
-      const wj = W + (j & 15);
-      if (j >= 16) {
-        const w2 = W + ((j - 2) & 15);
-        const w7 = W + ((j - 7) & 15);
-        const w15 = W + ((j - 15) & 15);
-        rotr(w2, 17);
-        rotr(w2, 19);
-        simd(V128_XOR);
-        get(w2);
-        k(10);
-        simd(I32X4_SHR_U);
-        simd(V128_XOR);
-        get(w7);
-        simd(I32X4_ADD);
-        rotr(w15, 7);
-        rotr(w15, 18);
-        simd(V128_XOR);
-        get(w15);
-        k(3);
-        simd(I32X4_SHR_U);
-        simd(V128_XOR);
-        simd(I32X4_ADD);
-        get(wj);
-        simd(I32X4_ADD);
-        set(wj);
-      }
-      // T1 = h + Σ1(e) + Ch(e, f, g) + K[j] + W[j]; Ch as g ^ (e & (f ^ g)).
-      get(h);
-      rotr(e, 6);
-      rotr(e, 11);
-      simd(V128_XOR);
-      rotr(e, 25);
-      simd(V128_XOR);
-      simd(I32X4_ADD);
-      get(f);
-      get(g);
-      simd(V128_XOR);
-      get(e);
-      simd(V128_AND);
-      get(g);
-      simd(V128_XOR);
-      simd(I32X4_ADD);
-      vconst(K[j]);
-      simd(I32X4_ADD);
-      get(wj);
-      simd(I32X4_ADD);
-      set(T1);
-      // T2 = Σ0(a) + Maj(a, b, c); Maj as (a & b) | (c & (a | b)).
-      rotr(a, 2);
-      rotr(a, 13);
-      simd(V128_XOR);
-      rotr(a, 22);
-      simd(V128_XOR);
-      get(a);
-      get(b);
-      simd(V128_AND);
-      get(cc);
-      get(a);
-      get(b);
-      simd(V128_OR);
-      simd(V128_AND);
-      simd(V128_OR);
-      simd(I32X4_ADD);
-      set(T2);
-      get(d);
-      get(T1);
-      simd(I32X4_ADD);
-      set(d);
-      get(T1);
-      get(T2);
-      simd(I32X4_ADD);
-      set(h);
-    }
-  };
+  /** 64 rounds over V (a..h) and W (the schedule), four lanes at once (sha256-wasm.ts emitRounds). */
+  const rounds = () =>
+    emitRounds(
+      {
+        get,
+        set,
+        add: () => simd(I32X4_ADD),
+        xor: () => simd(V128_XOR),
+        and: () => simd(V128_AND),
+        or: () => simd(V128_OR),
+        shr: (n) => {
+          k(n);
+          simd(I32X4_SHR_U);
+        },
+        rotr,
+        kconst: vconst,
+      },
+      V,
+      W,
+      T1,
+      T2,
+    );
 
   // ---- Phase 2: the inner hashes, block by block, from the inner pad state.
   for (let i = 0; i < 8; i++) {
@@ -614,44 +549,10 @@ function checkBody(): number[] {
   return [...uleb(body.length), ...body];
 }
 
-function slebBig(n: bigint): number[] {
-  const out: number[] = [];
-  for (;;) {
-    const b = Number(n & 0x7fn);
-    n >>= 7n;
-    if ((n === 0n && !(b & 0x40)) || (n === -1n && b & 0x40)) {
-      out.push(b);
-      return out;
-    }
-    out.push(b | 0x80);
-  }
-}
-
-function section(id: number, bytes: number[]): number[] {
-  return [id, ...uleb(bytes.length), ...bytes];
-}
-
-function name(s: string): number[] {
-  return [...uleb(s.length), ...Buffer.from(s, 'latin1')];
-}
-
-/** The module's bytes: one type (i32) -> (), one function, one page, two exports. */
+/** The module's bytes: check(count: i32), one page, both exported. */
 export function sealModuleBytes(): Uint8Array {
-  return new Uint8Array([
-    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-    ...section(1, [1, 0x60, 1, I32, 0]),
-    ...section(3, [1, 0]),
-    ...section(5, [1, 0, 1]),
-    ...section(7, [2, ...name('memory'), 2, 0, ...name('check'), 0, 0]),
-    ...section(10, [1, ...checkBody()]),
-  ]);
+  return oneFunctionModule(1, 'check', checkBody());
 }
-
-/** The part of the WebAssembly JS API used here (the host's lib has no DOM types). */
-declare const WebAssembly: {
-  Module: new (bytes: Uint8Array) => object;
-  Instance: new (module: object) => { exports: Record<string, unknown> };
-};
 
 let compiled: object | null = null;
 
@@ -665,13 +566,12 @@ export class SealWasm {
 
   /** inner, outer: the HMAC key's pad states H0..H7 (./datagram-verifier.ts computes them). */
   constructor(inner: Int32Array, outer: Int32Array) {
-    compiled ??= new WebAssembly.Module(sealModuleBytes());
-    const inst = new WebAssembly.Instance(compiled);
-    const memory = inst.exports.memory as { buffer: ArrayBuffer };
-    this.mem = new Uint8Array(memory.buffer);
-    this.words = new Int32Array(memory.buffer);
+    compiled ??= compileModule(sealModuleBytes());
+    const { buffer, fn } = instantiate(compiled, 'check');
+    this.mem = new Uint8Array(buffer);
+    this.words = new Int32Array(buffer);
     this.words.set(inner, KEY_AT / 4);
     this.words.set(outer, KEY_AT / 4 + 8);
-    this.check = inst.exports.check as (count: number) => void;
+    this.check = fn;
   }
 }

@@ -13,6 +13,7 @@
  * Binary format: WebAssembly Core Specification 1.0, §5 (sections, LEB128, instruction opcodes).
  */
 import { IV, K } from '../../firmware/core/sha256.js';
+import { compileModule, I32, instantiate, oneFunctionModule, sleb, uleb } from './wasm-emit.js';
 
 /** FIPS 180-4 §4.2.2 and §5.3.3, as signed int32: the firmware's own tables. */
 export { IV as SHA256_IV } from '../../firmware/core/sha256.js';
@@ -43,30 +44,112 @@ const BR = 0x0c;
 const BR_IF = 0x0d;
 const END = 0x0b;
 const VOID = 0x40;
-const I32 = 0x7f;
 
-export function uleb(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n & 0x7f;
-    n >>>= 7;
-    if (n) b |= 0x80;
-    out.push(b);
-  } while (n);
-  return out;
+/** The instructions the rounds need, on one lane (i32) or four (i32x4): ./seal-wasm.ts uses both. */
+export interface RoundOps {
+  get(local: number): void;
+  set(local: number): void;
+  add(): void;
+  xor(): void;
+  and(): void;
+  or(): void;
+  /** Shifts the value on the stack right (logical) by n. */
+  shr(n: number): void;
+  /** Pushes local rotated right by r. */
+  rotr(local: number, r: number): void;
+  /** Pushes a round constant. */
+  kconst(word: number): void;
 }
 
-export function sleb(n: number): number[] {
-  n |= 0;
-  const out: number[] = [];
-  for (;;) {
-    const b = n & 0x7f;
-    n >>= 7;
-    if ((n === 0 && !(b & 0x40)) || (n === -1 && b & 0x40)) {
-      out.push(b);
-      return out;
+/**
+ * The 64 rounds of FIPS 180-4 §6.2.2, fully unrolled: the working variables a..h in locals
+ * V..V+7, renamed instead of moved (at round j the spec's `a` lives in V + ((0 - j) & 7), and so
+ * on; 64 is a multiple of 8, so each ends in its own local), the message schedule in the rolling
+ * window W..W+15 (expanded in place from round 16), T1 and T2 as scratch.
+ */
+export function emitRounds(o: RoundOps, V: number, W: number, T1: number, T2: number): void {
+  const v = (j: number, i: number) => V + ((i - j + 64) & 7);
+  for (let j = 0; j < 64; j++) {
+    const a = v(j, 0);
+    const b = v(j, 1);
+    const cc = v(j, 2);
+    const d = v(j, 3);
+    const e = v(j, 4);
+    const f = v(j, 5);
+    const g = v(j, 6);
+    const h = v(j, 7);
+    const wj = W + (j & 15);
+    if (j >= 16) {
+      // W[j] = σ1(W[j-2]) + W[j-7] + σ0(W[j-15]) + W[j-16], in the rolling window of 16.
+      const w2 = W + ((j - 2) & 15);
+      const w7 = W + ((j - 7) & 15);
+      const w15 = W + ((j - 15) & 15);
+      o.rotr(w2, 17);
+      o.rotr(w2, 19);
+      o.xor();
+      o.get(w2);
+      o.shr(10);
+      o.xor();
+      o.get(w7);
+      o.add();
+      o.rotr(w15, 7);
+      o.rotr(w15, 18);
+      o.xor();
+      o.get(w15);
+      o.shr(3);
+      o.xor();
+      o.add();
+      o.get(wj);
+      o.add();
+      o.set(wj);
     }
-    out.push(b | 0x80);
+    // T1 = h + Σ1(e) + Ch(e, f, g) + K[j] + W[j]; Ch as g ^ (e & (f ^ g)).
+    o.get(h);
+    o.rotr(e, 6);
+    o.rotr(e, 11);
+    o.xor();
+    o.rotr(e, 25);
+    o.xor();
+    o.add();
+    o.get(f);
+    o.get(g);
+    o.xor();
+    o.get(e);
+    o.and();
+    o.get(g);
+    o.xor();
+    o.add();
+    o.kconst(K[j]);
+    o.add();
+    o.get(wj);
+    o.add();
+    o.set(T1);
+    // T2 = Σ0(a) + Maj(a, b, c); Maj as (a & b) | (c & (a | b)).
+    o.rotr(a, 2);
+    o.rotr(a, 13);
+    o.xor();
+    o.rotr(a, 22);
+    o.xor();
+    o.get(a);
+    o.get(b);
+    o.and();
+    o.get(cc);
+    o.get(a);
+    o.get(b);
+    o.or();
+    o.and();
+    o.or();
+    o.add();
+    o.set(T2);
+    // d + T1 becomes the next e, T1 + T2 the next a (the old h's local).
+    o.get(d);
+    o.get(T1);
+    o.add();
+    o.set(d);
+    o.get(T1);
+    o.get(T2);
+    o.add();
+    o.set(h);
   }
 }
 
@@ -119,92 +202,26 @@ function compressBody(): number[] {
     op(I32_OR);
     set(W + j);
   }
-  // At round j the variable that is `a` in the spec lives in local V + ((0 - j) & 7), and so on.
-  const v = (j: number, i: number) => V + ((i - j + 64) & 7);
-  for (let j = 0; j < 64; j++) {
-    const a = v(j, 0);
-    const b = v(j, 1);
-    const cc = v(j, 2);
-    const d = v(j, 3);
-    const e = v(j, 4);
-    const f = v(j, 5);
-    const g = v(j, 6);
-    const h = v(j, 7);
-    const wj = W + (j & 15);
-    if (j >= 16) {
-      // W[j] = σ1(W[j-2]) + W[j-7] + σ0(W[j-15]) + W[j-16], in the rolling window of 16.
-      const w2 = W + ((j - 2) & 15);
-      const w7 = W + ((j - 7) & 15);
-      const w15 = W + ((j - 15) & 15);
-      rotr(w2, 17);
-      rotr(w2, 19);
-      op(I32_XOR);
-      get(w2);
-      k(10);
-      op(I32_SHR_U);
-      op(I32_XOR);
-      get(w7);
-      op(I32_ADD);
-      rotr(w15, 7);
-      rotr(w15, 18);
-      op(I32_XOR);
-      get(w15);
-      k(3);
-      op(I32_SHR_U);
-      op(I32_XOR);
-      op(I32_ADD);
-      get(wj);
-      op(I32_ADD);
-      set(wj);
-    }
-    // T1 = h + Σ1(e) + Ch(e, f, g) + K[j] + W[j]; Ch as g ^ (e & (f ^ g)).
-    get(h);
-    rotr(e, 6);
-    rotr(e, 11);
-    op(I32_XOR);
-    rotr(e, 25);
-    op(I32_XOR);
-    op(I32_ADD);
-    get(f);
-    get(g);
-    op(I32_XOR);
-    get(e);
-    op(I32_AND);
-    get(g);
-    op(I32_XOR);
-    op(I32_ADD);
-    k(K[j]);
-    op(I32_ADD);
-    get(wj);
-    op(I32_ADD);
-    set(T1);
-    // T2 = Σ0(a) + Maj(a, b, c); Maj as (a & b) | (c & (a | b)).
-    rotr(a, 2);
-    rotr(a, 13);
-    op(I32_XOR);
-    rotr(a, 22);
-    op(I32_XOR);
-    get(a);
-    get(b);
-    op(I32_AND);
-    get(cc);
-    get(a);
-    get(b);
-    op(I32_OR);
-    op(I32_AND);
-    op(I32_OR);
-    op(I32_ADD);
-    set(T2);
-    // d + T1 becomes the next e, T1 + T2 the next a (the old h's local).
-    get(d);
-    get(T1);
-    op(I32_ADD);
-    set(d);
-    get(T1);
-    get(T2);
-    op(I32_ADD);
-    set(h);
-  }
+  emitRounds(
+    {
+      get,
+      set,
+      add: () => op(I32_ADD),
+      xor: () => op(I32_XOR),
+      and: () => op(I32_AND),
+      or: () => op(I32_OR),
+      shr: (n) => {
+        k(n);
+        op(I32_SHR_U);
+      },
+      rotr,
+      kconst: k,
+    },
+    V,
+    W,
+    T1,
+    T2,
+  );
   // 64 rounds are a multiple of 8: every variable is back in its own local.
   for (let i = 0; i < 8; i++) {
     k(0);
@@ -227,31 +244,10 @@ function compressBody(): number[] {
   return [...uleb(body.length), ...body];
 }
 
-function section(id: number, bytes: number[]): number[] {
-  return [id, ...uleb(bytes.length), ...bytes];
-}
-
-function name(s: string): number[] {
-  return [...uleb(s.length), ...Buffer.from(s, 'latin1')];
-}
-
-/** The module's bytes: one type (i32, i32) -> (), one function, one page, two exports. */
+/** The module's bytes: compress(ptr: i32, n: i32), one page, both exported. */
 export function sha256ModuleBytes(): Uint8Array {
-  return new Uint8Array([
-    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-    ...section(1, [1, 0x60, 2, I32, I32, 0]),
-    ...section(3, [1, 0]),
-    ...section(5, [1, 0, 1]),
-    ...section(7, [2, ...name('memory'), 2, 0, ...name('compress'), 0, 0]),
-    ...section(10, [1, ...compressBody()]),
-  ]);
+  return oneFunctionModule(2, 'compress', compressBody());
 }
-
-/** The part of the WebAssembly JS API used here (the host's lib has no DOM types). */
-declare const WebAssembly: {
-  Module: new (bytes: Uint8Array) => object;
-  Instance: new (module: object) => { exports: Record<string, unknown> };
-};
 
 let compiled: object | null = null;
 
@@ -266,13 +262,12 @@ export class Sha256Wasm {
   readonly compress: (ptr: number, n: number) => void;
 
   constructor() {
-    compiled ??= new WebAssembly.Module(sha256ModuleBytes());
-    const inst = new WebAssembly.Instance(compiled);
-    const memory = inst.exports.memory as { buffer: ArrayBuffer };
-    this.mem = new Uint8Array(memory.buffer);
-    this.state = new Int32Array(memory.buffer, 0, 8);
-    this.view = new DataView(memory.buffer);
-    this.compress = inst.exports.compress as (ptr: number, n: number) => void;
+    compiled ??= compileModule(sha256ModuleBytes());
+    const { buffer, fn } = instantiate(compiled, 'compress');
+    this.mem = new Uint8Array(buffer);
+    this.state = new Int32Array(buffer, 0, 8);
+    this.view = new DataView(buffer);
+    this.compress = fn;
   }
 
   /** SHA-256 of msg (at most MSG_BYTES_MAX - 72 bytes): for tests and key hashing, not the hot path. */
