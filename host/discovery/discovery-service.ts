@@ -74,6 +74,8 @@ function fastVerifier(fleetKey: string, log: (line: string, fields?: Record<stri
 
 /** One log line per reason per this many ms, so a flood cannot flood the log. */
 const LOG_EVERY_MS = 10_000;
+/** The rate limiter's key for handling failures (no drop reason has a space). */
+const FAILED_LOG_KEY = 'handling failed';
 /** Datagrams held for one batch at most (libuv hands over 32 per wakeup; this is a hard bound). */
 const BATCH_MAX = 256;
 
@@ -162,7 +164,12 @@ export class DiscoveryService {
         }
       } catch (e) {
         this.counters.failed++;
-        this.log('datagram handling failed', { from: `${froms[i].address}:${froms[i].port}`, error: String(e) });
+        // Rate-limited like the drops: a failing hook must not flood the log either.
+        const t = Date.now();
+        if (t - (this.lastLog.get(FAILED_LOG_KEY) ?? 0) >= LOG_EVERY_MS) {
+          this.lastLog.set(FAILED_LOG_KEY, t);
+          this.log('datagram handling failed', { from: `${froms[i].address}:${froms[i].port}`, error: String(e), count: this.counters.failed });
+        }
       }
     }
   };
