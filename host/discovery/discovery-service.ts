@@ -74,7 +74,7 @@ function fastVerifier(fleetKey: string, log: (line: string, fields?: Record<stri
 
 /** One log line per reason per this many ms, so a flood cannot flood the log. */
 const LOG_EVERY_MS = 10_000;
-/** The rate limiter's key for handling failures (no drop reason has a space). */
+/** The rate limiter's key for handling failures (not a drop reason, so never shared with one). */
 const FAILED_LOG_KEY = 'handling failed';
 /** Datagrams held for one batch at most (libuv hands over 32 per wakeup; this is a hard bound). */
 const BATCH_MAX = 256;
