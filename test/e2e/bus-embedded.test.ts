@@ -423,6 +423,28 @@ describe('embedded bus: limits', () => {
     expect(bus.counters().rejections['publish-rate']).toBe(1);
   });
 
+  it('throttled publishes sent together keep their order through the ingest hook and in their PUBACKs', async () => {
+    await bus.stop();
+    await startBus({ devicePublishRatePerSec: 20, devicePublishBurst: 2, publishWaitMaxMs: 1000 });
+    const stored: number[] = [];
+    bus.onDevicePublish(async (_id, _t, payload) => {
+      const seq = JSON.parse(payload.toString()).seq as number;
+      // Unthrottled ones take longer: without ordering, the delayed ones could be stored first.
+      await new Promise((r) => setTimeout(r, seq < 2 ? 30 : 1));
+      stored.push(seq);
+    });
+    await bus.start();
+    const d = await device('shed-1');
+    const acks: number[] = [];
+    await Promise.all(
+      Array.from({ length: 8 }, (_, seq) => d.publishAsync('espfleet/shed-1/telemetry', JSON.stringify({ seq }), { qos: 1 }).then(() => acks.push(seq))),
+    );
+    expect(acks).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    expect(stored.slice().sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    expect(bus.counters().throttled).toBeGreaterThanOrEqual(5);
+    expect(bus.counters().rejections['publish-rate']).toBeUndefined();
+  });
+
   it('refuses connections over connectionsMax at accept', async () => {
     await bus.stop();
     await startBus({ connectionsMax: 2 });
