@@ -8,6 +8,7 @@
  * unicast address) with SO_REUSEADDR, so several companions on one machine all hear beacons.
  */
 import * as dgram from 'node:dgram';
+import { endianness } from 'node:os';
 import { beaconFromBody, buildOffer, DATAGRAM_BYTES_MAX, verifyBeacon, type Beacon, type Mac } from '../../firmware/wire/beacon.js';
 import { readBeacon } from './beacon-reader.js';
 import { BeaconWindow } from './beacon-window.js';
@@ -59,10 +60,16 @@ export interface DiscoveryOptions {
 }
 
 /**
- * The Buffer seal check, or null (mac does it all) where this V8 cannot compile it: WebAssembly
- * SIMD needs SSE4.1 on x86. Same verdicts either way; only the speed differs, and it is said once.
+ * The Buffer seal check, or null (mac does it all) where it cannot run: where this V8 cannot
+ * compile WebAssembly SIMD (SSE4.1 on x86), or on a big-endian host. Same verdicts either way;
+ * only the speed differs, and it is said once.
  */
 function fastVerifier(fleetKey: string, log: (line: string, fields?: Record<string, unknown>) => void): DatagramVerifier | null {
+  // Its JS views of WebAssembly memory are host-endian and WebAssembly is little-endian.
+  if (endianness() !== 'LE') {
+    log('discovery: big-endian host, checking seals with node:crypto (slower)');
+    return null;
+  }
   try {
     return new DatagramVerifier(fleetKey);
   } catch (e) {
