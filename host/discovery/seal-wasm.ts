@@ -186,18 +186,28 @@ function checkBody(): number[] {
     set(dst);
   };
 
-  // ---- Phase 1, per lane (scalar): the tail, the expected MAC, the padding, the block count.
-  k(0);
-  set(MAXB);
-  k(0);
-  set(L);
-  c.push(BLOCK, VOID, LOOP, VOID);
-  {
-    get(L);
-    k(LANES);
+  /** for (counter = 0; counter < limit; counter++) body(); limit: what pushLimit pushes. */
+  const countedLoop = (counter: number, pushLimit: () => void, body: () => void) => {
+    k(0);
+    set(counter);
+    c.push(BLOCK, VOID, LOOP, VOID);
+    get(counter);
+    pushLimit();
     op(I32_LT_S);
     op(I32_EQZ);
     c.push(BR_IF, 1);
+    body();
+    get(counter);
+    k(1);
+    op(I32_ADD);
+    set(counter);
+    c.push(BR, 0, END, END);
+  };
+
+  // ---- Phase 1, per lane (scalar): the tail, the expected MAC, the padding, the block count.
+  k(0);
+  set(MAXB);
+  countedLoop(L, () => k(LANES), () => {
     // base = SLOT_AT + L * SLOT_BYTES; blocks = 0 (a lane past count, or refused, is not hashed).
     get(L);
     k(SLOT_BYTES);
@@ -385,13 +395,7 @@ function checkBody(): number[] {
     op(I32_SHL);
     get(BLOCKS);
     store(BLK_AT);
-    get(L);
-    k(1);
-    op(I32_ADD);
-    set(L);
-    c.push(BR, 0);
-  }
-  c.push(END, END);
+  });
 
   /** 64 rounds over V (a..h) and W (the schedule), four lanes at once (sha256-wasm.ts emitRounds). */
   const rounds = () =>
@@ -428,15 +432,7 @@ function checkBody(): number[] {
     simd(I32X4_SPLAT);
     set(S + i);
   }
-  k(0);
-  set(B);
-  c.push(BLOCK, VOID, LOOP, VOID);
-  {
-    get(B);
-    get(MAXB);
-    op(I32_LT_S);
-    op(I32_EQZ);
-    c.push(BR_IF, 1);
+  countedLoop(B, () => get(MAXB), () => {
     // P = SLOT_AT + B * 64: word j of lane i is at P + i * SLOT_BYTES + 4 j (big-endian).
     get(B);
     k(6);
@@ -494,13 +490,7 @@ function checkBody(): number[] {
       simd(V128_BITSELECT);
       set(S + i);
     }
-    get(B);
-    k(1);
-    op(I32_ADD);
-    set(B);
-    c.push(BR, 0);
-  }
-  c.push(END, END);
+  });
 
   // ---- Phase 3: the outer hashes, one block: the inner digest, 0x80, zeros, 768 bits.
   for (let i = 0; i < 8; i++) {
