@@ -10,7 +10,8 @@
  * window. flush() writes at once; close() flushes.
  *
  * The liveness state (up / stale / down) is what the companion last decided, with the reason
- * and the time of that change. A valid beacon is proof of life, so it moves a device to 'up';
+ * and the time of that change. A valid beacon is proof of life, so it moves a device to 'up'
+ * (or, as the companion says for a device beaconing without a session, to 'stale');
  * sweep() moves silent devices to 'stale' and 'down'; setState() records other evidence (the
  * MQTT will 'offline', an RPC timeout, an operator).
  *
@@ -255,10 +256,10 @@ export class RegistryStore {
       ((b.seq !== undefined && prev.beaconSeq !== null && b.seq < prev.beaconSeq) ||
         (b.upMs !== undefined && prev.upMs !== null && b.upMs < prev.upMs));
     // What the device is and where it is: a change here is written soon, like a state change.
-    const moved = !prev || d.kind !== b.kind || d.fw !== b.fw || d.addr !== b.addr || d.port !== b.port || !sameList(d.caps, b.caps);
+    const described = !prev || d.kind !== b.kind || d.fw !== b.fw || d.addr !== b.addr || d.port !== b.port || !sameList(d.caps, b.caps);
     d.kind = b.kind;
     d.fw = b.fw;
-    if (moved) d.caps = b.caps.slice();
+    if (described) d.caps = b.caps.slice();
     d.mem = b.mem ?? null;
     d.addr = b.addr;
     d.port = b.port;
@@ -270,7 +271,7 @@ export class RegistryStore {
     if (!prev) change = { id: d.id, from: null, to: state, reason: d.stateReason, atMs: nowMs };
     else if (d.state !== state) change = this._change(d, state, reason, nowMs);
     if (!prev) this._byId.set(d.id, d);
-    this._touch(d.id, moved || change !== null ? this._flushDelayMs : this._sightingFlushMs);
+    this._touch(d.id, described || change !== null ? this._flushDelayMs : this._sightingFlushMs);
     // No copy of the record here: this is the listener's hot path (a device with a health report
     // would make it a structuredClone per beacon); get(id) gives one to whoever needs it.
     return { ok: true, created: !prev, rebooted, change };
