@@ -81,7 +81,7 @@ function fastVerifier(fleetKey: string, log: (line: string, fields?: Record<stri
 
 /** One log line per reason per this many ms, so a flood cannot flood the log. */
 const LOG_EVERY_MS = 10_000;
-/** The rate limiter's key for handling failures (not a drop reason, so never shared with one). */
+/** The log limiter's key for handling failures (not a drop reason, so never shared with one). */
 const FAILED_LOG_KEY = 'handling failed';
 /** Datagrams held for one batch at most (libuv hands over 32 per wakeup; this is a hard bound). */
 const BATCH_MAX = 256;
@@ -163,30 +163,26 @@ export class DiscoveryService {
       // One datagram's failure (a hook that throws) must cost neither the rest of the batch nor
       // the process: this runs from setImmediate, where a throw would be uncaught.
       try {
-        if (v === null) this.onDatagram(msgs[i], froms[i], now);
-        else {
-          this.counters.datagrams++;
-          if (msgs[i].length > DATAGRAM_BYTES_MAX) this.drop('oversize', froms[i]);
-          else this.opened(msgs[i], froms[i], verdicts[i], now);
-        }
+        this.handle(msgs[i], froms[i], now, v === null ? undefined : verdicts[i]);
       } catch (e) {
         this.counters.failed++;
-        // Rate-limited like the drops: a failing hook must not flood the log either.
-        const t = Date.now();
-        if (t - (this.lastLog.get(FAILED_LOG_KEY) ?? 0) >= LOG_EVERY_MS) {
-          this.lastLog.set(FAILED_LOG_KEY, t);
-          this.log('datagram handling failed', { from: `${froms[i].address}:${froms[i].port}`, error: String(e), count: this.counters.failed });
-        }
+        const from = `${froms[i].address}:${froms[i].port}`;
+        this.logEvery(FAILED_LOG_KEY, 'datagram handling failed', { from, error: String(e), count: this.counters.failed });
       }
     }
   };
 
   /** Handles one datagram; exposed for tests and benchmarks (no socket needed). Returns the drop reason or null. */
   onDatagram(msg: Buffer, rinfo: { address: string; port: number }, nowMs = this.now()): string | null {
+    return this.handle(msg, rinfo, nowMs, undefined);
+  }
+
+  /** One datagram; sealed: the verifier's verdict when checkAll already gave it. */
+  private handle(msg: Buffer, rinfo: { address: string; port: number }, nowMs: number, sealed: string | null | undefined): string | null {
     this.counters.datagrams++;
     if (msg.length > DATAGRAM_BYTES_MAX) return this.drop('oversize', rinfo);
+    if (this.verifier) return this.opened(msg, rinfo, sealed !== undefined ? sealed : this.verifier.check(msg), nowMs);
     // latin1: the MAC covers the bytes that travelled, whatever they are.
-    if (this.verifier) return this.opened(msg, rinfo, this.verifier.check(msg), nowMs);
     const v = verifyBeacon(msg.toString('latin1'), this.o.mac);
     if (!v.ok) return this.drop(v.reason, rinfo);
     return this.accept(v.msg, rinfo, nowMs);
@@ -213,7 +209,7 @@ export class DiscoveryService {
     try {
       this.o.onBeacon(b, from, now);
     } catch (e) {
-      this.log('beacon handler failed', { id: b.id, error: String(e) });
+      this.logEvery('beacon handler failed', 'beacon handler failed', { id: b.id, error: String(e) });
     }
     // offerFor first, every beacon: in a cluster it is also how the coordinator learns of a
     // device no one owns yet.
@@ -221,7 +217,7 @@ export class DiscoveryService {
     try {
       target = this.o.offerFor(b, from);
     } catch (e) {
-      this.log('offer target failed', { id: b.id, error: String(e) });
+      this.logEvery('offer target failed', 'offer target failed', { id: b.id, error: String(e) });
       return null;
     }
     if (!target) return null;
@@ -249,13 +245,16 @@ export class DiscoveryService {
 
   private drop(reason: string, rinfo: { address: string; port: number }): string {
     this.counters.dropped[reason] = (this.counters.dropped[reason] ?? 0) + 1;
-    const now = Date.now();
-    const last = this.lastLog.get(reason) ?? 0;
-    if (now - last >= LOG_EVERY_MS) {
-      this.lastLog.set(reason, now);
-      this.log('datagram dropped', { reason, from: `${rinfo.address}:${rinfo.port}`, count: this.counters.dropped[reason] });
-    }
+    this.logEvery(reason, 'datagram dropped', { reason, from: `${rinfo.address}:${rinfo.port}`, count: this.counters.dropped[reason] });
     return reason;
+  }
+
+  /** One log line per key per LOG_EVERY_MS: nothing a peer or a failing hook does floods the log. */
+  private logEvery(key: string, line: string, fields: Record<string, unknown>): void {
+    const now = Date.now();
+    if (now - (this.lastLog.get(key) ?? 0) < LOG_EVERY_MS) return;
+    this.lastLog.set(key, now);
+    this.log(line, fields);
   }
 
   private log(line: string, fields?: Record<string, unknown>): void {
